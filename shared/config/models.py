@@ -1,0 +1,192 @@
+"""Typed models of a use case's props files, keyed by the original STREAMER's key names.
+
+Field aliases are the original keys (`mainTopic`, `training.interval`, ...), so an original setup
+folder validates unchanged. Where the original had no default (a missing key crashed it) we use
+the value it ships in its own setup files, or a documented safer one; docs/configuration.md lists
+each key.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _split_commas(value: Any) -> Any:
+    """`a, b,c` -> ["a", "b", "c"]; the original's comma lists (topics, metrics, thresholds)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
+FloatList = Annotated[list[float], BeforeValidator(_split_commas)]
+IntList = Annotated[list[int], BeforeValidator(_split_commas)]
+BoolList = Annotated[list[bool], BeforeValidator(_split_commas)]
+
+
+class ProducerType(StrEnum):
+    """How the producer paces the replay of `datafile`."""
+
+    BLOCK = "BLOCK"  # recordsPerBlock lines every producerTimeInterval ms
+    BLOCKBYGROUP = "BLOCKBYGROUP"  # like BLOCK, but a block never mixes two groups
+    TIMESTAMP = "TIMESTAMP"  # paced by the records' own timestamps
+    FAST = "FAST"  # as fast as the broker takes it (benchmarks)
+
+
+def _normalize_producer_type(value: Any) -> Any:
+    # The original removes spaces before comparing; we also accept any letter case.
+    return value.replace(" ", "").upper() if isinstance(value, str) else value
+
+
+class _PropsModel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+
+    @classmethod
+    def known_keys(cls) -> set[str]:
+        return {field.alias or name for name, field in cls.model_fields.items()}
+
+
+class StreamingConfig(_PropsModel):
+    """streaming.props: Kafka, producer pacing, record type and the online switches."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:19092", alias="bootstrap.servers", description="Kafka brokers."
+    )
+    group_id: str | None = Field(
+        None, alias="group.id", description="Launcher consumer group (default streamer-<usecase>)."
+    )
+    main_topics: CommaList = Field(
+        alias="mainTopic", min_length=1, description="Input topic(s); each record goes to all."
+    )
+    output_topic: str = Field(alias="outputTopic", min_length=1, description="Predictions topic.")
+    producer_type: Annotated[ProducerType, BeforeValidator(_normalize_producer_type)] = Field(
+        ProducerType.BLOCK, alias="producerType"
+    )
+    datafile: Path | None = Field(None, description="File the producer replays (.gz read as is).")
+    contains_header: bool = Field(False, alias="containsHeader")
+    max_blocks: int = Field(-1, alias="maxBlocks", ge=-1, description="-1: until the file ends.")
+    records_per_block: int = Field(50, alias="recordsPerBlock", ge=1)
+    producer_time_interval: int = Field(
+        10000, alias="producerTimeInterval", ge=0, description="ms between two blocks."
+    )
+    epsilonne: float = Field(0.0, description="TIMESTAMP: ms added to each original gap.")
+    scale: float = Field(1.0, gt=0, description="TIMESTAMP: the gap is divided by this.")
+    reading_time_interval: int = Field(
+        100, alias="readingTimeInterval", ge=0, description="Longest wait for a batch, ms."
+    )
+    problem_type: str = Field(alias="problem.type", min_length=1, description="Record class.")
+    prepostprocessor: str | None = Field(None, alias="consumer.prepostprocessor")
+    visualization: bool = False
+    online_train: bool = Field(True, alias="online.train")
+    online_inference: bool = Field(True, alias="online.inference")
+    # Kafka client tuning keys of the original's files that have an aiokafka equivalent.
+    linger_ms: int | None = Field(None, alias="linger.ms", ge=0)
+    batch_size: int | None = Field(None, alias="batch.size", ge=1)
+    session_timeout_ms: int | None = Field(None, alias="session.timeout.ms", ge=1)
+    fetch_min_bytes: int | None = Field(None, alias="fetch.min.bytes", ge=1)
+    max_partition_fetch_bytes: int | None = Field(None, alias="max.partition.fetch.bytes", ge=1)
+    max_poll_records: int | None = Field(None, alias="max.poll.records", ge=1)
+    max_poll_interval_ms: int | None = Field(None, alias="max.poll.interval.ms", ge=1)
+
+
+class AlgsConfig(_PropsModel):
+    """algs.props: which algorithm, how often it retrains, on how much data, how it is scored."""
+
+    algorithm: str = Field(min_length=1, description="Algorithm name or dotted path.")
+    algorithm_params: dict[str, str] = Field(
+        default_factory=dict,
+        alias="algorithm.*",
+        description="Every `algorithm.<name>=<value>` key, passed to the algorithm.",
+    )
+    training_interval: int = Field(
+        60000, alias="training.interval", description="ms between trainings; < 0: on request only."
+    )
+    training_maxdata: int = Field(
+        -1, alias="training.maxdata", description="Most recent records to train on; -1: all."
+    )
+    training_source: Path | None = Field(None, alias="training.source")
+    evaluation_metrics: CommaList = Field(default_factory=list, alias="evaluation.metrics")
+    classes_number: int | None = Field(None, alias="classes.number", ge=2)
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.training_maxdata == 0 or self.training_maxdata < -1:
+            return [("training.maxdata", "must be -1 (all records) or a positive count")]
+        return []
+
+
+class DetectorName(StrEnum):
+    THRESHOLD = "ThresholdDetector"
+    CUSUM = "CuSumDetector"
+    CUSUM_ONLINE = "CuSumDetectorOnLine"
+    ADWIN = "ADWIN"
+    PAGE_HINKLEY = "PageHinkley"
+    KSWIN = "KSWIN"
+
+
+class MonitoringConfig(_PropsModel):
+    """monitoring.props: detectors watching metrics; per use case (the original had one file)."""
+
+    metrics: CommaList = Field(default_factory=list)
+    detector: DetectorName | None = None
+    threshold_robustness: IntList | None = Field(None, alias="threshold.robustness")
+    threshold_threshold: FloatList | None = Field(None, alias="threshold.threshold")
+    threshold_alert_if_greater: BoolList | None = Field(
+        None, alias="threshold.threshold.alert-if-greater"
+    )
+    threshold_abs: BoolList | None = Field(None, alias="threshold.threshold.abs")
+    cusum_drift: FloatList | None = Field(None, alias="cusum.drift")
+    cusum_factor: float = Field(5.0, alias="cusum.factor", gt=0)
+    cusum_threshold: FloatList | None = Field(None, alias="cusum.threshold")
+    cusum_robustness: IntList | None = Field(None, alias="cusum.robustness")
+    cusumonline_drift: FloatList | None = Field(None, alias="cusumonline.drift")
+    cusumonline_factor: float = Field(5.0, alias="cusumonline.factor", gt=0)
+    cusumonline_std: FloatList | None = Field(None, alias="cusumonline.std")
+    cusumonline_average: FloatList | None = Field(None, alias="cusumonline.average")
+    cusumonline_threshold: FloatList | None = Field(None, alias="cusumonline.threshold")
+    cusumonline_robustness: IntList | None = Field(None, alias="cusumonline.robustness")
+
+    def robustness(self) -> list[int] | None:
+        """The detector's own robustness key, else `threshold.robustness` (the original's)."""
+        own = {
+            DetectorName.CUSUM: self.cusum_robustness,
+            DetectorName.CUSUM_ONLINE: self.cusumonline_robustness,
+        }.get(self.detector)  # type: ignore[arg-type]
+        return own or self.threshold_robustness
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Rules across keys: what a detector needs, and per-metric list lengths."""
+        if self.detector is None:
+            return []
+        found: list[tuple[str, str]] = []
+        if not self.metrics:
+            found.append(("metrics", f"required when detector={self.detector.value}"))
+        needed: dict[DetectorName, list[str]] = {
+            DetectorName.THRESHOLD: [
+                "threshold.threshold",
+                "threshold.threshold.alert-if-greater",
+                "threshold.threshold.abs",
+            ],
+            DetectorName.CUSUM: ["cusum.drift"],
+            DetectorName.CUSUM_ONLINE: ["cusumonline.drift"],
+        }
+        values = self.model_dump(by_alias=True)
+        for key in needed.get(self.detector, []):
+            if values[key] is None:
+                found.append((key, f"required when detector={self.detector.value}"))
+        classic = (DetectorName.THRESHOLD, DetectorName.CUSUM, DetectorName.CUSUM_ONLINE)
+        if self.detector in classic and self.robustness() is None:
+            found.append(("threshold.robustness", "required (or the detector's own key)"))
+        if self.detector is DetectorName.CUSUM_ONLINE and self.cusumonline_threshold is None:
+            for key in ("cusumonline.std", "cusumonline.average"):
+                if values[key] is None:
+                    found.append((key, "required when cusumonline.threshold is not set"))
+        per_metric = (1, len(self.metrics))
+        for key, value in values.items():
+            if isinstance(value, list) and key != "metrics" and len(value) not in per_metric:
+                reason = f"needs 1 value or one per metric ({len(self.metrics)}), got {len(value)}"
+                found.append((key, reason))
+        return found
