@@ -1,0 +1,1 @@
+"""Configured clients for the backing services; services never build raw clients themselves."""

@@ -1,0 +1,80 @@
+"""Time-series storage behind a small interface, so the unmaintained aioinflux can be swapped.
+
+Services depend on `TimeSeriesStore` only: write encoded line-protocol points, run InfluxQL
+queries, get rows back as dicts. `AioinfluxStore` implements it on the InfluxDB 1.x HTTP API.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from shared.config.settings import ConnectionSettings
+from shared.errors import ServiceUnavailableError
+
+with warnings.catch_warnings():
+    # aioinflux warns at import when pandas is absent; we never use its dataframe mode.
+    warnings.simplefilter("ignore", UserWarning)
+    from aioinflux import InfluxDBClient
+    from aioinflux.client import InfluxDBError
+
+
+class TimeSeriesStore(Protocol):
+    """What services need from a time-series database."""
+
+    async def check(self) -> None: ...
+    async def ensure_database(self) -> None: ...
+    async def write_lines(self, lines: Sequence[str]) -> None: ...
+    async def query(self, influxql: str) -> list[dict[str, Any]]: ...
+    async def close(self) -> None: ...
+
+
+class AioinfluxStore:
+    """InfluxDB 1.x through aioinflux. Create it inside a running event loop."""
+
+    def __init__(self, settings: ConnectionSettings, database: str | None = None):
+        url = urlsplit(settings.influx_url)
+        self.url = settings.influx_url
+        self.database = database or settings.influx_db
+        password = settings.influx_password.get_secret_value() if settings.influx_password else None
+        self._client = InfluxDBClient(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 8086,
+            ssl=url.scheme == "https",
+            db=self.database,
+            username=settings.influx_user,
+            password=password,
+            timeout=30,
+        )
+
+    async def check(self) -> None:
+        try:
+            await self._client.ping()
+        except (OSError, InfluxDBError) as error:
+            raise ServiceUnavailableError("InfluxDB", self.url, error) from error
+
+    async def ensure_database(self) -> None:
+        await self._client.create_database(db=self.database)
+
+    async def write_lines(self, lines: Sequence[str]) -> None:
+        """Write encoded points (nanosecond timestamps) in one request."""
+        if lines:
+            await self._client.write("\n".join(lines).encode())
+
+    async def query(self, influxql: str) -> list[dict[str, Any]]:
+        """Run InfluxQL; return the rows of every series, each with its tags merged in."""
+        result = await self._client.query(influxql, db=self.database)
+        rows: list[dict[str, Any]] = []
+        for statement in result.get("results", []):
+            if "error" in statement:
+                raise InfluxDBError(statement["error"])
+            for series in statement.get("series", []):
+                tags = series.get("tags", {})
+                for values in series.get("values", []):
+                    rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
+        return rows
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,122 @@
+"""Kafka producers, consumers and topic setup with the delivery settings the pipeline relies on.
+
+Producers are idempotent with acks=all; every send is awaited under a timeout because an
+idempotent aiokafka producer otherwise waits forever on a dead broker (aiokafka #1101).
+Consumers never auto-commit: services commit after their side effects succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.errors import ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 30.0
+CONNECT_ATTEMPTS = 5
+
+
+async def start_client(
+    client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient,
+    bootstrap: str,
+    attempts: int = CONNECT_ATTEMPTS,
+) -> None:
+    """Start a client, retrying with exponential backoff; raise a clear error naming the broker."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            await client.start()
+            return
+        except (KafkaError, OSError) as error:
+            if attempt == attempts:
+                await _quietly_close(client)
+                raise ServiceUnavailableError("Kafka", bootstrap, error) from error
+            log.warning(
+                "kafka not ready, retrying",
+                extra={"bootstrap": bootstrap, "attempt": attempt, "error": str(error)},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _quietly_close(client: Any) -> None:
+    try:
+        await asyncio.wait_for(client.stop() if hasattr(client, "stop") else client.close(), 5)
+    except Exception:  # the client never started; nothing to flush
+        log.debug("closing a client that failed to start", exc_info=True)
+
+
+def make_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+    """An idempotent producer (acks=all); options override the aiokafka defaults."""
+    settings: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 5,
+        "request_timeout_ms": 30000,
+    }
+    settings.update(options)
+    return AIOKafkaProducer(**settings)
+
+
+def make_consumer(bootstrap: str, group_id: str | None, *topics: str, **options: Any):
+    """A consumer that starts at the earliest offset and leaves commits to the caller."""
+    settings: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+    settings.update(options)
+    return AIOKafkaConsumer(*topics, **settings)
+
+
+async def send(
+    producer: AIOKafkaProducer,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+    ack_timeout: float = SEND_TIMEOUT_S,
+):
+    """Send one message and wait for the broker's acknowledgement, at most `ack_timeout` s."""
+    try:
+        future = await asyncio.wait_for(
+            producer.send(topic, value, key=key, headers=headers), ack_timeout
+        )
+        return await asyncio.wait_for(future, ack_timeout)
+    except TimeoutError as error:
+        raise ServiceUnavailableError(
+            "Kafka", f"topic {topic!r}", f"no acknowledgement within {ack_timeout:g} s"
+        ) from error
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int = 1, replication: int = 1
+) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await start_client(admin, bootstrap)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=partitions, replication_factor=replication)
+            for name in dict.fromkeys(topics)
+            if name not in existing
+        ]
+        if missing:
+            # Another service may create them concurrently: that is what we wanted anyway.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
