@@ -1,0 +1,113 @@
+"""The `streamer` command: one subcommand per service, plus configuration tools.
+
+Each service runs as its own process (`streamer produce`, `streamer launch`, ...); they talk only
+through Kafka topics and Redis keys, so Compose runs one container per subcommand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from shared.config import ConnectionSettings, UseCase, load_usecase
+from shared.errors import StreamerError
+from shared.logs import configure_logging
+
+app = typer.Typer(
+    help="STREAMER: run online machine learning on live streams.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect and check use-case configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+UseCases = Annotated[
+    list[str], typer.Argument(help="Use-case names (folders under usecases/) or paths.")
+]
+err = Console(stderr=True)
+
+
+def _report(error: StreamerError) -> None:
+    for line in str(error).splitlines():
+        err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+
+
+def _fail(error: StreamerError) -> typer.Exit:
+    _report(error)
+    return typer.Exit(code=error.exit_code)
+
+
+def _load_all(refs: list[str]) -> list[UseCase]:
+    """Load every named use case, reporting the problems of all of them before exiting."""
+    connections = ConnectionSettings()
+    loaded: list[UseCase] = []
+    failures: list[StreamerError] = []
+    for ref in refs:
+        try:
+            loaded.append(load_usecase(ref, connections))
+        except StreamerError as error:
+            failures.append(error)
+    for failure in failures:
+        _report(failure)
+    if failures:
+        raise typer.Exit(code=max(failure.exit_code for failure in failures))
+    return loaded
+
+
+@config_app.command("validate")
+def config_validate(usecases: UseCases) -> None:
+    """Print the resolved configuration of each use case, or every error found (exit status 2)."""
+    configure_logging("WARNING", json_lines=False)
+    for usecase in _load_all(usecases):
+        typer.echo(json.dumps(usecase.resolved(), indent=2))
+
+
+def _run_service(service: str, usecases: list[str]) -> None:
+    configure_logging()
+    loaded = _load_all(usecases)
+    logging.getLogger(service).info(
+        "starting", extra={"usecases": [usecase.name for usecase in loaded]}
+    )
+    raise _fail(StreamerError(f"the {service} service is not implemented yet"))
+
+
+@app.command()
+def produce(usecases: UseCases) -> None:
+    """Replay each use case's datafile into its Kafka topic(s)."""
+    _run_service("producer", usecases)
+
+
+@app.command()
+def launch(usecases: UseCases) -> None:
+    """Consume the topics, store records, run the current model, publish predictions."""
+    _run_service("launcher", usecases)
+
+
+@app.command()
+def train(usecases: UseCases) -> None:
+    """Retrain each use case's model periodically or on request, and publish it in Redis."""
+    _run_service("trainer", usecases)
+
+
+@app.command()
+def evaluate(usecases: UseCases) -> None:
+    """Score predictions, watch metrics with detectors, write Elasticsearch documents."""
+    _run_service("evaluator", usecases)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+) -> None:
+    """Serve health, configuration and metrics over HTTP (FastAPI)."""
+    configure_logging()
+    raise _fail(StreamerError(f"the api service is not implemented yet ({host}:{port})"))
+
+
+if __name__ == "__main__":
+    app()
