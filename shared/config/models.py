@@ -75,6 +75,9 @@ class StreamingConfig(_PropsModel):
     )
     epsilonne: float = Field(0.0, description="TIMESTAMP: ms added to each original gap.")
     scale: float = Field(1.0, gt=0, description="TIMESTAMP: the gap is divided by this.")
+    topic_partitions: int = Field(
+        1, alias="topic.partitions", ge=1, description="Partitions of the topics we create."
+    )
     reading_time_interval: int = Field(
         100, alias="readingTimeInterval", ge=0, description="Longest wait for a batch, ms."
     )

@@ -30,6 +30,10 @@ class ConnectionSettings(BaseSettings):
     es_url: str = "http://127.0.0.1:19200"
     es_user: str | None = None
     es_password: SecretStr | None = None
+    model_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC that authenticates model bytes in Redis (trainer, launcher).",
+    )
     data_dir: Path = Field(
         default=Path("data"),
         description="Folder of the data sets; props files refer to it as ${STREAMER_DATA_DIR}.",

@@ -1,0 +1,47 @@
+"""The learn/run contract every algorithm follows (River's style: learning is a command,
+predicting is a query; `x` is never mutated).
+
+`x` is a record's `values` (feature name -> float or category string), `y` its first target
+(a string label for classification, a float for regression) or None when unlabelled.
+Algorithms must pickle: the model store keeps them in Redis.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+Features = dict[str, float | str]
+
+
+class Algorithm(ABC):
+    """An algorithm of a use case.
+
+    `incremental` says whether the model learns one record at a time (the original's
+    `updateModel`): then the trainer feeds it only records it has not seen yet (continuous
+    mode), otherwise it refits on the most recent `training.maxdata` records (classical mode).
+    """
+
+    name: str = "algorithm"
+    incremental: bool = True
+
+    @abstractmethod
+    def learn_one(self, x: Features, y: Any) -> None:
+        """Update the model with one labelled record."""
+
+    def learn_many(self, xs: Sequence[Features], ys: Sequence[Any]) -> None:
+        """Learn a batch (classical mode: a refit on the window). Default: one at a time."""
+        for x, y in zip(xs, ys, strict=True):
+            self.learn_one(x, y)
+
+    @abstractmethod
+    def predict_one(self, x: Features) -> Any:
+        """The prediction for one record (None when the model cannot predict yet)."""
+
+    def predict_many(self, xs: Sequence[Features]) -> list[Any]:
+        return [self.predict_one(x) for x in xs]
+
+    def describe(self) -> dict[str, Any]:
+        """Metadata stored with each model version."""
+        return {"algorithm": self.name, "incremental": self.incremental}
