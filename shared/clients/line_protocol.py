@@ -32,6 +32,19 @@ def encode_field(value: FieldValue) -> str | None:
     return '"' + str(value).translate(_STRING_ESCAPES).replace("\n", "\\n") + '"'
 
 
+_escaped_keys: dict[str, str] = {}
+
+
+def _key(text: str) -> str:
+    """Escaped key, cached: a use case has a fixed, small set of field and tag names."""
+    escaped = _escaped_keys.get(text)
+    if escaped is None:
+        if len(_escaped_keys) > 100_000:  # unbounded names (a bug upstream): stay bounded
+            _escaped_keys.clear()
+        escaped = _escaped_keys[text] = escape_key(text)
+    return escaped
+
+
 def encode_point(
     measurement: str,
     tags: Mapping[str, str],
@@ -43,12 +56,17 @@ def encode_point(
     for key in sorted(tags):
         value = tags[key]
         if value != "":
-            head += f",{escape_key(key)}={escape_key(value)}"
+            head += f",{_key(key)}={escape_key(value)}"
     parts = []
     for key, value in fields.items():
+        kind = type(value)
+        if kind is float:  # the common case, inlined: finite floats as repr
+            if value - value == 0:
+                parts.append(f"{_key(key)}={value!r}")
+            continue
         encoded = encode_field(value)
         if encoded is not None:
-            parts.append(f"{escape_key(key)}={encoded}")
+            parts.append(f"{_key(key)}={encoded}")
     if not parts:
         raise ValueError(f"point of {measurement!r} at {time_ns} has no encodable field")
     return f"{head} {','.join(parts)} {time_ns}"

@@ -60,14 +60,50 @@ class TimeRecord:
     def fill(self, line: str) -> None:
         """Populate the record from a raw line (names from `headers`, else value1..n)."""
         fields = self.split(line)
-        names = self.headers or tuple(f"value{index}" for index in range(1, len(fields) + 1))
-        for name, field in zip(names, fields, strict=True):
-            if name in self.target_columns:
-                self.targets.append(field)
-            elif name in self.categorical:
-                self.values[name] = field
-            else:
-                self.values[name] = to_number(name, field)
+        plan = self._plan(len(fields))
+        values, targets = self.values, self.targets
+        try:
+            for (name, kind), field in zip(plan, fields, strict=True):
+                if kind is _NUMBER:
+                    values[name] = float(field)
+                elif kind is _TARGET:
+                    targets.append(field)
+                else:
+                    values[name] = field
+        except ValueError:
+            pass  # re-checked below to name the culprit
+        else:
+            if all(value - value == 0 for value in values.values() if type(value) is float):
+                return
+        for (name, kind), field in zip(plan, fields, strict=True):
+            if kind is _NUMBER:
+                to_number(name, field)  # raises RecordError with the column and its text
+
+    @classmethod
+    def _plan(cls, width: int) -> tuple[tuple[str, object], ...]:
+        """(name, kind) per column, computed once per class (and width, without headers)."""
+        plans = cls.__dict__.get("_plans")
+        if plans is None:
+            plans = {}
+            setattr(cls, "_plans", plans)  # noqa: B010 - per class, not inherited
+        plan = plans.get(width)
+        if plan is None:
+            names = cls.headers or tuple(f"value{index}" for index in range(1, width + 1))
+            plan = plans[width] = tuple(
+                (
+                    name,
+                    _TARGET
+                    if name in cls.target_columns
+                    else _CATEGORY
+                    if name in cls.categorical
+                    else _NUMBER,
+                )
+                for name in names
+            )
+        return plan
+
+
+_NUMBER, _CATEGORY, _TARGET = object(), object(), object()
 
 
 def to_number(name: str, field: str) -> float:
