@@ -39,7 +39,9 @@ class Algorithm(ABC):
     def predict_one(self, x: Features) -> Any:
         """The prediction for one record (None when the model cannot predict yet)."""
 
-    def predict_many(self, xs: Sequence[Features]) -> list[Any]:
+    def predict_many(self, xs: Sequence[Features], ys: Sequence[Any] | None = None) -> list[Any]:
+        """Predictions of a batch. `ys` (the records' targets, if known) is for algorithms whose
+        protocol wants them, like the original's external scripts; others ignore it."""
         return [self.predict_one(x) for x in xs]
 
     def describe(self) -> dict[str, Any]:
