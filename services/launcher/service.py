@@ -1,0 +1,260 @@
+"""The launcher of one use case: a consumer-group member that turns input records into stored
+records and predictions, at least once.
+
+Per micro-batch: take what has arrived (waiting at most readingTimeInterval ms), parse, predict
+then learn (worker thread), then write InfluxDB points, outputs and dead letters concurrently,
+and commit the offsets only once all three are acknowledged. A crash replays the uncommitted
+batch; every sink is keyed by the input record's topic/partition/offset, so a replay overwrites.
+
+The model lives here: an incremental model predicts each record, then learns it (River's
+test-then-train), so predictions never wait for a hand-off. The trainer's versions are adopted
+at start, after a retrain (alert, request, classical refit), and always for batch models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from services.launcher.batch import BatchResult, DeadLetter, ModelSlot, process_batch
+from shared.algorithms.registry import build_algorithm
+from shared.clients.influx import AioinfluxStore
+from shared.clients.kafka import ensure_topics, make_consumer, make_producer, start_client
+from shared.clients.redis import check_redis, connect_redis
+from shared.config import UseCase
+from shared.errors import ServiceUnavailableError
+from shared.modelstore import ModelStore, model_secret
+from shared.prepostprocessors import processor_for
+from shared.records import record_class_for
+from shared.recordstore import measurement_for
+
+log = logging.getLogger("launcher")
+
+MAX_BATCH_RECORDS = 2000
+SINK_TIMEOUT_S = 60.0
+SINK_ATTEMPTS = 5
+
+
+@dataclass
+class LauncherCounters:
+    batches: int = 0
+    records: int = 0
+    outputs: int = 0
+    dead_letters: int = 0
+    model_swaps: int = 0
+
+
+class _WaitForBatch(ConsumerRebalanceListener):
+    """Partitions are given up only between batches, so a batch's commit is never orphaned."""
+
+    def __init__(self, lock: asyncio.Lock):
+        self.lock = lock
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": sorted(map(str, assigned))})
+
+
+class Launcher:
+    """One use case's launcher. `run()` until `stop` is set, then drain and commit."""
+
+    def __init__(self, usecase: UseCase, stop: asyncio.Event):
+        self.usecase = usecase
+        self.stop = stop
+        self.counters = LauncherCounters()
+        self.record_class = record_class_for(usecase)
+        self.processor = processor_for(usecase)
+        self.measurement = measurement_for(usecase.name)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"launcher-{usecase.name}")
+        self.batch_lock = asyncio.Lock()
+        streaming = usecase.streaming
+        self.model = ModelSlot(
+            None, None, learn=streaming.online_train, predict=streaming.online_inference
+        )
+
+    async def run(self) -> LauncherCounters:
+        usecase, streaming = self.usecase, self.usecase.streaming
+        bootstrap = usecase.bootstrap_servers
+        dlq_topics = [f"{topic}.dlq" for topic in streaming.main_topics]
+        await ensure_topics(
+            bootstrap,
+            [*streaming.main_topics, streaming.output_topic, *dlq_topics],
+            partitions=streaming.topic_partitions,
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.executor.shutdown, wait=True)
+            redis = connect_redis(usecase.connections)
+            stack.push_async_callback(redis.aclose)
+            await check_redis(redis, usecase.connections.redis_url)
+            self.store = ModelStore(redis, usecase.name, model_secret(usecase.connections))
+            influx = AioinfluxStore(usecase.connections)
+            stack.push_async_callback(influx.close)
+            await influx.check()
+            await influx.ensure_database()
+            self.influx = influx
+            await self._adopt_model(initial=True)
+
+            self.producer = make_producer(bootstrap, max_request_size=8 * 1024 * 1024)
+            await start_client(self.producer, bootstrap)
+            stack.push_async_callback(self.producer.stop)
+            consumer = make_consumer(
+                bootstrap,
+                usecase.group_id,
+                max_poll_records=streaming.max_poll_records or MAX_BATCH_RECORDS,
+                **_consumer_tuning(usecase),
+            )
+            consumer.subscribe(streaming.main_topics, listener=_WaitForBatch(self.batch_lock))
+            await start_client(consumer, bootstrap)
+            stack.push_async_callback(consumer.stop)
+            log.info("launcher started", extra={"usecase": usecase.name, "group": usecase.group_id})
+            await self._consume(consumer)
+        log.info("launcher stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
+        return self.counters
+
+    async def _consume(self, consumer) -> None:
+        wait_ms = max(self.usecase.streaming.reading_time_interval, 1)
+        stop_wait = asyncio.ensure_future(self.stop.wait())
+        try:
+            while not self.stop.is_set():
+                fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=wait_ms))
+                await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():  # stopping: nothing fetched is lost, it was not committed
+                    fetch.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await fetch
+                    break
+                batch = fetch.result()
+                messages = [m for partition in batch.values() for m in partition]
+                if messages:
+                    async with self.batch_lock:
+                        await self._handle(consumer, messages)
+                await self._adopt_model()
+        finally:
+            stop_wait.cancel()
+
+    async def _handle(self, consumer, messages) -> None:
+        consumed_ms = int(time.time() * 1000)
+        result: BatchResult = await asyncio.get_running_loop().run_in_executor(
+            self.executor,
+            process_batch,
+            self.usecase.name,
+            self.measurement,
+            messages,
+            self.record_class,
+            self.model,
+            self.processor,
+            consumed_ms,
+        )
+        await self._write_sinks(result)
+        offsets: dict[TopicPartition, int] = {}
+        for message in messages:
+            tp = TopicPartition(message.topic, message.partition)
+            offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as error:
+            # Partitions moved to another member: it replays this batch, our sinks overwrite.
+            log.warning("commit refused after a rebalance", extra={"error": str(error)})
+        counters = self.counters
+        counters.batches += 1
+        counters.records += len(messages)
+        counters.outputs += len(result.outputs)
+        counters.dead_letters += len(result.dead)
+
+    async def _write_sinks(self, result: BatchResult) -> None:
+        """InfluxDB, outputs and dead letters, retried with backoff; raise if they stay down."""
+        delay = 0.5
+        for attempt in range(1, SINK_ATTEMPTS + 1):
+            try:
+                async with asyncio.timeout(SINK_TIMEOUT_S):
+                    await asyncio.gather(
+                        self.influx.write_lines(result.influx_lines),
+                        self._send_all(result),
+                    )
+                return
+            except (TimeoutError, KafkaError, OSError, ServiceUnavailableError) as error:
+                if attempt == SINK_ATTEMPTS:
+                    raise ServiceUnavailableError(
+                        "sinks",
+                        self.usecase.name,
+                        f"batch not written after {attempt} tries: {error}",
+                    ) from error
+                log.warning(
+                    "sink write failed, retrying",
+                    extra={"usecase": self.usecase.name, "attempt": attempt, "error": str(error)},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def _send_all(self, result: BatchResult) -> None:
+        topic = self.usecase.streaming.output_topic
+        futures = [await self.producer.send(topic, value, key=key) for key, value in result.outputs]
+        futures += [await self._send_dead_letter(dead) for dead in result.dead]
+        await asyncio.gather(*futures)
+
+    async def _send_dead_letter(self, dead: DeadLetter):
+        message = dead.message
+        headers = [
+            ("error", dead.reason.encode()),
+            ("source-topic", message.topic.encode()),
+            ("source-partition", str(message.partition).encode()),
+            ("source-offset", str(message.offset).encode()),
+            ("usecase", self.usecase.name.encode()),
+            *[(key, value) for key, value in message.headers or () if key == "record-id"],
+        ]
+        return await self.producer.send(
+            f"{message.topic}.dlq", message.value or b"", key=message.key, headers=headers
+        )
+
+    async def _adopt_model(self, initial: bool = False) -> None:
+        """Swap to the trainer's newest version when it should replace the live model."""
+        latest = await self.store.latest_version()
+        current = self.model.version
+        if latest is None or latest == current:
+            if initial and self.model.algorithm is None:
+                self.model.algorithm = build_algorithm(self.usecase)
+            return
+        meta = await self.store.metadata(latest)
+        live_is_fresher = (
+            not initial
+            and self.model.algorithm is not None
+            and self.model.learn
+            and self.model.algorithm.incremental
+            and meta.get("mode") != "retrain"
+        )
+        if live_is_fresher:
+            return
+        loaded = await self.store.load(latest)
+        if loaded is None:
+            return
+        self.model.algorithm, self.model.version = loaded.algorithm, loaded.version
+        self.counters.model_swaps += 1
+        log.info(
+            "model adopted",
+            extra={
+                "usecase": self.usecase.name,
+                "version": loaded.version,
+                "mode": meta.get("mode"),
+            },
+        )
+
+
+def _consumer_tuning(usecase: UseCase) -> dict[str, int]:
+    streaming = usecase.streaming
+    tuning = {
+        "session_timeout_ms": streaming.session_timeout_ms,
+        "fetch_min_bytes": streaming.fetch_min_bytes,
+        "max_partition_fetch_bytes": streaming.max_partition_fetch_bytes,
+        "max_poll_interval_ms": streaming.max_poll_interval_ms,
+    }
+    return {key: value for key, value in tuning.items() if value is not None}
