@@ -1,0 +1,237 @@
+"""The trainer of one use case: retrains from InfluxDB every training.interval ms or on request,
+and publishes each model version in Redis (shared/modelstore.py).
+
+Continuous mode (incremental algorithms, the original's `updateModel`): the trainer's model
+learns only the points written since its cursor (one position per InfluxDB series, stored in
+each version's metadata), so nothing written meanwhile is skipped and nothing is deleted.
+Classical mode (batch algorithms) and requested retrains: a fresh model fits the most recent
+training.maxdata records (-1: all). One training at a time; CPU work in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from shared.algorithms.base import Algorithm
+from shared.algorithms.registry import build_algorithm
+from shared.clients.influx import AioinfluxStore
+from shared.clients.redis import check_redis, connect_redis
+from shared.config import UseCase
+from shared.modelstore import ModelStore, model_secret
+from shared.recordstore import StoredExample, examples_from_rows, measurement_for
+
+log = logging.getLogger("trainer")
+
+REQUESTS = "train:requests"
+GROUP = "trainer"
+CHUNK = 20000
+
+
+@dataclass
+class TrainerCounters:
+    trainings: int = 0
+    records_learned: int = 0
+    requests: int = 0
+
+
+def series_key(series: tuple[str, str, str]) -> str:
+    return "|".join(series)
+
+
+class Trainer:
+    def __init__(self, usecase: UseCase, stop: asyncio.Event):
+        self.usecase = usecase
+        self.stop = stop
+        self.counters = TrainerCounters()
+        self.measurement = measurement_for(usecase.name)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"trainer-{usecase.name}")
+        self.algorithm: Algorithm | None = None
+        self.cursor: dict[str, int] = {}
+        self.total_learned = 0
+
+    async def run(self) -> TrainerCounters:
+        usecase = self.usecase
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.executor.shutdown, wait=True)
+            self.redis = connect_redis(usecase.connections)
+            stack.push_async_callback(self.redis.aclose)
+            await check_redis(self.redis, usecase.connections.redis_url)
+            self.store = ModelStore(self.redis, usecase.name, model_secret(usecase.connections))
+            self.influx = AioinfluxStore(usecase.connections)
+            stack.push_async_callback(self.influx.close)
+            await self.influx.check()
+            await self.influx.ensure_database()
+            await self._resume()
+            await self._ensure_request_group()
+            log.info("trainer started", extra={"usecase": usecase.name})
+            await self._loop()
+        log.info("trainer stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
+        return self.counters
+
+    async def _resume(self) -> None:
+        """Continue from the newest published version: its model and its cursor."""
+        latest = await self.store.load()
+        if latest is not None and latest.algorithm is not None:
+            self.algorithm = latest.algorithm
+            self.cursor = dict(latest.meta.get("cursor") or {})
+            self.total_learned = int(latest.meta.get("records_learned", 0))
+
+    async def _ensure_request_group(self) -> None:
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
+            await self.redis.xgroup_create(self.store.key(REQUESTS), GROUP, id="0", mkstream=True)
+
+    async def _loop(self) -> None:
+        algs, streaming = self.usecase.algs, self.usecase.streaming
+        interval_s = algs.training_interval / 1000 if algs.training_interval >= 0 else None
+        next_due = time.monotonic() + (interval_s or 0)
+        while not self.stop.is_set():
+            wait_s = 1.0 if interval_s is None else max(0.0, next_due - time.monotonic())
+            reasons = await self._wait_for_requests(min(wait_s, 1.0))
+            if not streaming.online_train:
+                continue  # training disabled: requests are acknowledged and ignored
+            if reasons:
+                await self.train(retrain=True, reason=", ".join(reasons))
+            elif interval_s is not None and time.monotonic() >= next_due:
+                await self.train(retrain=False, reason="interval")
+                next_due = time.monotonic() + interval_s
+
+    async def _wait_for_requests(self, wait_s: float) -> list[str]:
+        key = self.store.key(REQUESTS)
+        replies = await self.redis.xreadgroup(
+            GROUP, "trainer", {key: ">"}, count=100, block=max(1, int(wait_s * 1000))
+        )
+        reasons, ids = [], []
+        for _, entries in replies or []:
+            for entry_id, fields in entries:
+                ids.append(entry_id)
+                reasons.append(fields.get(b"reason", b"request").decode())
+        if ids:
+            await self.redis.xack(key, GROUP, *ids)
+            self.counters.requests += len(ids)
+        return reasons
+
+    async def train(self, retrain: bool, reason: str) -> int | None:
+        """One training; returns the published version, or None when there was nothing new."""
+        started = time.perf_counter()
+        incremental = build_algorithm(self.usecase).incremental
+        if incremental and not retrain:
+            examples = await self._new_examples()
+            if not examples:
+                return None
+            if self.algorithm is None:
+                self.algorithm = build_algorithm(self.usecase)
+            await self._learn(self.algorithm, examples, batch=False)
+            self.total_learned += len(examples)
+            mode = "continuous"
+        else:
+            examples = await self._recent_examples()
+            if not examples:
+                return None
+            fresh = build_algorithm(self.usecase)
+            await self._learn(fresh, examples, batch=True)
+            self.algorithm, self.total_learned = fresh, len(examples)
+            mode = "retrain" if retrain else "classical"
+        for example in examples:
+            key = series_key(example.series)
+            self.cursor[key] = max(self.cursor.get(key, -1), example.position)
+        seconds = time.perf_counter() - started
+        newest = max(example.event_time_ms for example in examples)
+        published = await self.store.publish(
+            self.algorithm,
+            mode=mode,
+            reason=reason,
+            records_learned=self.total_learned,
+            new_records=len(examples),
+            training_seconds=round(seconds, 4),
+            lag_ms=int(time.time() * 1000) - newest,
+            cursor=self.cursor,
+        )
+        self.counters.trainings += 1
+        self.counters.records_learned += len(examples)
+        log.info(
+            "model published",
+            extra={
+                "usecase": self.usecase.name,
+                "version": published.version,
+                "mode": mode,
+                "records": len(examples),
+                "seconds": round(seconds, 3),
+            },
+        )
+        return published.version
+
+    async def _learn(
+        self, algorithm: Algorithm, examples: list[StoredExample], batch: bool
+    ) -> None:
+        labelled = [example for example in examples if example.y is not None]
+        xs = [example.x for example in labelled]
+        ys = [example.y for example in labelled]
+
+        def work() -> None:
+            if batch:
+                algorithm.learn_many(xs, ys)
+            else:
+                for x, y in zip(xs, ys, strict=True):
+                    algorithm.learn_one(x, y)
+
+        await asyncio.get_running_loop().run_in_executor(self.executor, work)
+
+    async def _series(self) -> list[tuple[str, str, str]]:
+        rows = await self.influx.query(f'SHOW SERIES FROM "{self.measurement}"')
+        found = []
+        for row in rows:
+            parts = dict(part.split("=", 1) for part in str(row["key"]).split(",")[1:])
+            found.append(
+                (parts.get("source", ""), parts.get("topic", ""), parts.get("partition", ""))
+            )
+        return found
+
+    async def _new_examples(self) -> list[StoredExample]:
+        """Every point after the cursor, in event-time order across series."""
+        examples: list[StoredExample] = []
+        for series in await self._series():
+            position = self.cursor.get(series_key(series), -1)
+            while True:
+                rows = await self.influx.query(
+                    f'SELECT * FROM "{self.measurement}" WHERE {_series_filter(series)} '
+                    f"AND time > {position} ORDER BY time ASC LIMIT {CHUNK}"
+                )
+                batch = examples_from_rows(rows)
+                examples.extend(batch)
+                if len(batch) < CHUNK:
+                    break
+                position = batch[-1].position
+        examples.sort(key=lambda example: (example.event_time_ms, example.position))
+        return examples
+
+    async def _recent_examples(self) -> list[StoredExample]:
+        """The most recent training.maxdata points (-1: all), oldest first."""
+        limit = self.usecase.algs.training_maxdata
+        clause = f" ORDER BY time DESC LIMIT {limit}" if limit > 0 else ""
+        examples: list[StoredExample] = []
+        for series in await self._series():
+            rows = await self.influx.query(
+                f'SELECT * FROM "{self.measurement}" WHERE {_series_filter(series)}{clause}'
+            )
+            examples.extend(examples_from_rows(rows))
+        examples.sort(key=lambda example: (example.event_time_ms, example.position))
+        return examples[-limit:] if limit > 0 else examples
+
+
+def _series_filter(series: tuple[str, str, str]) -> str:
+    source, topic, partition = (value.replace("'", "\\'") for value in series)
+    return f"\"source\"='{source}' AND \"topic\"='{topic}' AND \"partition\"='{partition}'"
+
+
+async def request_training(redis: Any, usecase: str, reason: str, by: str) -> str:
+    """Ask the trainer of `usecase` for a retrain (the evaluator's alerts, the API)."""
+    entry = await redis.xadd(f"streamer:{usecase}:{REQUESTS}", {"reason": reason, "by": by})
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
