@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -75,28 +77,72 @@ def _run_service(service: str, usecases: list[str]) -> None:
     raise _fail(StreamerError(f"the {service} service is not implemented yet"))
 
 
+def _serve(refs: list[str], module: str) -> None:
+    """Load the use cases, then run the service module's `run(usecases)` until stopped."""
+    import asyncio
+    import importlib
+
+    configure_logging()
+    loaded = _load_all(refs)
+    service = importlib.import_module(module)
+    try:
+        asyncio.run(service.run(loaded))
+    except StreamerError as error:
+        raise _fail(error) from None
+
+
 @app.command()
 def produce(usecases: UseCases) -> None:
     """Replay each use case's datafile into its Kafka topic(s)."""
-    _run_service("producer", usecases)
+    _serve(usecases, "services.producer")
 
 
 @app.command()
 def launch(usecases: UseCases) -> None:
     """Consume the topics, store records, run the current model, publish predictions."""
-    _run_service("launcher", usecases)
+    _serve(usecases, "services.launcher")
 
 
 @app.command()
 def train(usecases: UseCases) -> None:
     """Retrain each use case's model periodically or on request, and publish it in Redis."""
-    _run_service("trainer", usecases)
+    _serve(usecases, "services.trainer")
 
 
 @app.command()
 def evaluate(usecases: UseCases) -> None:
     """Score predictions, watch metrics with detectors, write Elasticsearch documents."""
     _run_service("evaluator", usecases)
+
+
+class OfflineSource(StrEnum):
+    file = "file"
+    influx = "influx"
+
+
+@app.command()
+def offline(
+    source: Annotated[OfflineSource, typer.Argument(help="Training data: file or influx.")],
+    usecase: Annotated[str, typer.Argument(help="Use-case name or path.")],
+    train_model: Annotated[bool, typer.Argument(metavar="TRAIN", help="true/false")] = True,
+    test_model: Annotated[bool, typer.Argument(metavar="TEST", help="true/false")] = True,
+    model_path: Annotated[Path | None, typer.Argument(help="Model file to write/read.")] = None,
+    output_dir: Annotated[Path, typer.Option(help="Where the results CSVs go.")] = Path("."),
+) -> None:
+    """Train and/or test without Kafka, like the original's AlgInvokerMain_offline."""
+    import asyncio
+
+    from services.trainer.offline import run_offline
+
+    configure_logging("WARNING", json_lines=False)
+    (loaded,) = _load_all([usecase])
+    try:
+        report = asyncio.run(
+            run_offline(loaded, source.value, train_model, test_model, model_path, output_dir)
+        )
+    except StreamerError as error:
+        raise _fail(error) from None
+    typer.echo(json.dumps(report.__dict__, indent=2, default=str))
 
 
 @app.command()
