@@ -1,0 +1,129 @@
+"""Trainer on the real Redis and InfluxDB: cursor-based continuous training, retrain requests."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import SecretStr
+
+from services.trainer.service import Trainer, request_training
+from shared.clients.influx import AioinfluxStore
+from shared.clients.redis import connect_redis
+from shared.config import load_usecase
+from shared.modelstore import ModelStore
+from shared.records import KDDClassificationRecord
+from shared.recordstore import record_point
+from tests.integration.pipeline_helpers import kdd_slice
+
+
+@pytest.fixture
+async def setup(tmp_path, data_dir, connections, unique):
+    lines = kdd_slice(data_dir, 600, tmp_path / "kdd.csv").read_text().splitlines()
+    folder = tmp_path / unique
+    folder.mkdir()
+    (folder / "streaming.props").write_text(
+        "mainTopic=t\noutputTopic=o\nproblem.type=KDDClassification\n"
+    )
+    (folder / "algs.props").write_text(
+        "algorithm=HoeffdingTreeClassifier\ntraining.interval=200\ntraining.maxdata=100\n"
+    )
+    settings = connections.model_copy(update={"model_secret": SecretStr("k"), "influx_db": unique})
+    usecase = load_usecase(folder, settings)
+    influx = AioinfluxStore(settings)
+    await influx.ensure_database()
+    redis = connect_redis(settings)
+
+    async def write(first: int, last: int, partition: int = 0) -> None:
+        await influx.write_lines(
+            [
+                record_point(
+                    unique,
+                    KDDClassificationRecord.parse(lines[i], "kdd"),
+                    topic="t",
+                    partition=partition,
+                    offset=i,
+                    event_time_ms=1000 + i,
+                    record_id=f"kdd:{i}",
+                )
+                for i in range(first, last)
+            ]
+        )
+
+    yield usecase, write, ModelStore(redis, unique, b"k"), redis
+    await influx.query(f'DROP DATABASE "{unique}"')
+    await influx.close()
+    await redis.delete(*[key async for key in redis.scan_iter(f"streamer:{unique}:*")])
+    await redis.aclose()
+
+
+async def wait_until(condition, wait_s: float = 20.0):
+    """Poll `condition` (state in Redis, written by another task) until it returns a value."""
+    async with asyncio.timeout(wait_s):
+        while True:
+            result = await condition()
+            if result:
+                return result
+            await asyncio.sleep(0.1)
+
+
+async def test_continuous_mode_learns_each_point_once_even_when_written_late(setup):
+    usecase, write, store, _ = setup
+    await write(0, 200)
+    stop = asyncio.Event()
+    task = asyncio.create_task(Trainer(usecase, stop).run())
+    try:
+        first = await wait_until(lambda: _learned(store, 200))
+        await write(200, 400)  # written while the trainer runs
+        await write(0, 50, partition=1)  # a new series appears late
+        last = await wait_until(lambda: _learned(store, 450))
+    finally:
+        stop.set()
+        await task
+    assert first["mode"] == last["mode"] == "continuous"
+    assert last["records_learned"] == 450  # nothing skipped, nothing learned twice
+    assert last["cursor"] == {"kdd|t|0": 399, "kdd|t|1": 49}
+
+
+async def test_a_retrain_request_refits_on_the_recent_window_and_resumes_after_restart(setup):
+    usecase, write, store, redis = setup
+    await write(0, 300)
+    stop = asyncio.Event()
+    trainer = Trainer(usecase, stop)
+    task = asyncio.create_task(trainer.run())
+    try:
+        await wait_until(lambda: _learned(store, 300))
+        await request_training(redis, usecase.name, reason="alert: accuracy", by="test")
+        retrained = await wait_until(lambda: _latest_with_mode(store, "retrain"))
+    finally:
+        stop.set()
+        await task
+    assert retrained["records_learned"] == 100  # training.maxdata most recent records
+    assert retrained["reason"] == "alert: accuracy"
+    assert trainer.counters.requests == 1
+
+    await write(300, 350)
+    stop = asyncio.Event()
+    task = asyncio.create_task(Trainer(usecase, stop).run())
+    try:
+        resumed = await wait_until(lambda: _latest_with_mode(store, "continuous", after=retrained))
+    finally:
+        stop.set()
+        await task
+    assert resumed["new_records"] == 50  # the restarted trainer continued from the cursor
+
+
+async def _learned(store: ModelStore, count: int):
+    version = await store.latest_version()
+    if version is None:
+        return None
+    meta = await store.metadata(version)
+    return meta if meta["records_learned"] >= count else None
+
+
+async def _latest_with_mode(store: ModelStore, mode: str, after: dict | None = None):
+    version = await store.latest_version()
+    if version is None or (after and version <= after["version"]):
+        return None
+    meta = await store.metadata(version)
+    return meta if meta["mode"] == mode else None
