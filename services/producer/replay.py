@@ -1,0 +1,382 @@
+"""Replay one use case's lines into its topics at the pace of its producerType.
+
+Lines are packed into record batches per topic (explicit partition of the constant key), and
+only count as sent once the broker acknowledged them, within a timeout: a dead broker is an
+error, never a hang, and the counters never claim a record the broker does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from typing import Any, NamedTuple
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+
+from services.producer.pacing import (
+    GroupOf,
+    TimestampPacer,
+    block_wait,
+    blocks,
+    blocks_by_group,
+    parse_timestamp_ms,
+    record_limit,
+)
+from services.producer.progress import Tracker
+from services.producer.source import Line, LineSource
+from shared.clients.kafka import MAX_MESSAGE_BYTES, SEND_TIMEOUT_S
+from shared.config import ProducerType, UseCase
+from shared.config.models import StreamingConfig
+from shared.errors import ServiceUnavailableError, StreamerError
+
+log = logging.getLogger("producer")
+
+RECORD_ID_HEADER = "record-id"
+Headers = list[tuple[str, bytes]]
+FAST_CHUNK = 1000  # FAST: lines enqueued before yielding to the loop
+FAST_CHUNKS_IN_FLIGHT = 4  # FAST: chunks sent while the oldest one's acks come back
+FAST_BATCH_BYTES = 512 * 1024  # FAST without batch.size: fewer, larger produce requests
+TIMESTAMP_ACK_EVERY = 1000  # TIMESTAMP: most due records sent before their acks are awaited
+
+
+class Sent(NamedTuple):
+    """One record batch handed to the producer: which lines, where, and its delivery."""
+
+    topic: str
+    lines: list[Line]
+    future: asyncio.Future[Any]
+
+
+class ProducerError(StreamerError):
+    """A use case could not be replayed; the message names the use case and the culprit."""
+
+
+@dataclass
+class ProducerStats:
+    """What one use case's replay did (the summary log line, tests and benchmarks read it).
+
+    `blocks` counts acknowledged batches: blocks in BLOCK/BLOCKBYGROUP, chunks in FAST,
+    groups of records acknowledged together in TIMESTAMP.
+    """
+
+    usecase: str
+    source: str
+    mode: str
+    topics: tuple[str, ...]
+    records_sent: int = 0
+    blank_lines: int = 0
+    blocks: int = 0
+    bad_timestamps: int = 0
+    invalid_utf8: int = 0
+    elapsed_s: float = 0.0
+    outcome: str = "not started"  # end of file | maxBlocks reached | stopped | failed | cancelled
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.usecase}: {self.records_sent:,} records of {self.source} sent to "
+            f"{', '.join(self.topics)} in {self.elapsed_s:.1f} s ({self.records_per_s:,.0f}/s), "
+            f"{self.blocks:,} blocks, {self.blank_lines:,} blank lines skipped; {self.outcome}"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["topics"] = list(self.topics)
+        values["elapsed_s"] = round(self.elapsed_s, 3)
+        values["records_per_s"] = round(self.records_per_s, 1)
+        return values
+
+
+@dataclass
+class Plan:
+    """A use case checked and ready before anything connects: its file is open and readable."""
+
+    usecase: UseCase
+    source: LineSource
+    name: str
+    column: GroupOf | None = None  # the group / timestamp column, for the modes that need it
+    topics: tuple[str, ...] = field(default=())
+
+    @property
+    def config(self) -> StreamingConfig:
+        return self.usecase.streaming
+
+
+class Replay:
+    """Sends one plan's lines to its topics, paced by the use case's producerType."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        producer: AIOKafkaProducer,
+        stop: asyncio.Event,
+        stats: ProducerStats,
+        tracker: Tracker,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plan = plan
+        self.producer = producer
+        self.stop = stop
+        self.stats = stats
+        self.tracker = tracker
+        self.clock = clock
+        self.key = plan.name.encode()
+        self.config = plan.config
+        self._limit_done = 0.0  # fraction of maxBlocks done, for the progress bar
+        self._partitions: dict[str, int] = {}
+
+    async def run(self) -> None:
+        mode = self.config.producer_type
+        source = self.plan.source
+        if mode is ProducerType.BLOCK:
+            await self._blocks(blocks(source, self.config.records_per_block))
+        elif mode is ProducerType.BLOCKBYGROUP:
+            assert self.plan.column is not None
+            cut = blocks_by_group(source, self.config.records_per_block, self.plan.column)
+            await self._blocks(cut)
+        elif mode is ProducerType.TIMESTAMP:
+            await self._timestamps()
+        else:
+            await self._fast()
+        self.tracker.update(self.stats.records_sent, self._fraction(), force=True)
+
+    # -- pacing modes ----------------------------------------------------------------------
+
+    async def _blocks(self, cut: Iterator[list[Line]]) -> None:
+        """One block every producerTimeInterval ms (from the previous block's start), each
+        acknowledged before the next starts, at most maxBlocks."""
+        max_blocks = self.config.max_blocks
+        if max_blocks >= 0:
+            cut = islice(cut, max_blocks)
+        interval_s = self.config.producer_time_interval / 1000.0
+        previous_start: float | None = None
+        for block in cut:
+            if await self._sleep(block_wait(previous_start, interval_s, self.clock())):
+                self.stats.outcome = "stopped"  # the block read is not sent, nor counted
+                return
+            previous_start = self.clock()
+            if max_blocks > 0:
+                self._limit_done = (self.stats.blocks + 1) / max_blocks
+            await self._send(block)
+        reached = max_blocks >= 0 and self.stats.blocks >= max_blocks
+        self.stats.outcome = "maxBlocks reached" if reached else "end of file"
+
+    async def _timestamps(self) -> None:
+        """Each record waits its original gap to the previous one, (Δt + epsilonne) / scale.
+
+        The gaps add up on a schedule from the first record. Records already due are sent
+        together, acknowledged before each wait and every TIMESTAMP_ACK_EVERY records.
+        """
+        assert self.plan.column is not None
+        column = self.plan.column
+        pacer = TimestampPacer(self.config.epsilonne, self.config.scale)
+        limit = record_limit(self.config.max_blocks, self.config.records_per_block)
+        due: list[Line] = []
+        start: float | None = None
+        self.stats.outcome = "end of file"
+        for read, line in enumerate(self.plan.source, start=1):
+            timestamp = parse_timestamp_ms(column(line.value))
+            if timestamp is None:
+                self._bad_timestamp(line)
+            at = pacer.due_ms(timestamp) / 1000.0
+            start = self.clock() if start is None else start
+            if start + at > self.clock() and due:
+                await self._send(due)
+                due = []
+            if await self._sleep(start + at - self.clock()):
+                self.stats.outcome = "stopped"
+                break
+            due.append(line)
+            if len(due) >= TIMESTAMP_ACK_EVERY:
+                await self._send(due)
+                due = []
+            if limit is not None and read >= limit:
+                self.stats.outcome = "maxBlocks reached"
+                break
+        if due:
+            await self._send(due)
+
+    async def _fast(self) -> None:
+        """No pacing: chunks of lines are enqueued while earlier chunks' acks come back."""
+        limit = record_limit(self.config.max_blocks, self.config.records_per_block)
+        in_flight: deque[list[Sent]] = deque()
+        read = 0
+        self.stats.outcome = "end of file"
+        try:
+            while True:
+                if self.stop.is_set():
+                    self.stats.outcome = "stopped"
+                    break
+                wanted = FAST_CHUNK if limit is None else min(FAST_CHUNK, limit - read)
+                if wanted <= 0:
+                    self.stats.outcome = "maxBlocks reached"
+                    break
+                chunk = self.plan.source.read(wanted)
+                if not chunk:
+                    break
+                read += len(chunk)
+                in_flight.append(await self._enqueue(chunk))
+                if len(in_flight) >= FAST_CHUNKS_IN_FLIGHT:
+                    await self._acknowledged(in_flight[0])
+                    in_flight.popleft()
+                    self.tracker.update(self.stats.records_sent, self._fraction())
+                else:
+                    await asyncio.sleep(0)  # let the sender and the signal handlers run
+            while in_flight:
+                await self._acknowledged(in_flight[0])
+                in_flight.popleft()
+        finally:
+            for sent in in_flight:
+                _forget(sent)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _send(self, lines: list[Line]) -> None:
+        """Send lines to every topic and wait until the broker acknowledged all of them."""
+        await self._acknowledged(await self._enqueue(lines))
+        self.tracker.update(self.stats.records_sent, self._fraction())
+
+    async def _partition(self, topic: str) -> int:
+        """The partition of our (constant) key: what the default partitioner would pick, and
+        the Java client too (murmur2), computed once instead of once per record."""
+        if topic not in self._partitions:
+            available = sorted(await self.producer.partitions_for(topic))
+            self._partitions[topic] = DefaultPartitioner()(self.key, available, available)
+        return self._partitions[topic]
+
+    async def _enqueue(self, lines: list[Line]) -> list[Sent]:
+        """Pack the lines into record batches, per topic, and hand them to the producer.
+
+        Batches skip aiokafka's per-message future and partitioner (the costliest part of a
+        send); each batch holds at most `max_batch_size` bytes, a larger line goes alone.
+        """
+        sent: list[Sent] = []
+        headers = [[(RECORD_ID_HEADER, b"%s:%d" % (self.key, line.number))] for line in lines]
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                for topic in self.plan.topics:
+                    await self._enqueue_to(topic, lines, headers, sent)
+        except BaseException as error:
+            _forget(sent)
+            if isinstance(error, TimeoutError):
+                reason = f"the producer took no new record within {SEND_TIMEOUT_S:g} s"
+                raise self._unavailable(reason) from error
+            if isinstance(error, KafkaError):
+                raise self._refused(lines, None, error) from error
+            raise
+        return sent
+
+    async def _enqueue_to(
+        self, topic: str, lines: list[Line], headers: list[Headers], sent: list[Sent]
+    ) -> None:
+        partition = await self._partition(topic)
+        key, first = self.key, 0
+        batch = self.producer.create_batch()
+        for index, (line, line_headers) in enumerate(zip(lines, headers, strict=True)):
+            if len(line.value) > MAX_MESSAGE_BYTES:
+                raise self._refused(
+                    [line],
+                    topic,
+                    MessageSizeTooLargeError(
+                        f"larger than the producer's limit of {MAX_MESSAGE_BYTES:,} bytes"
+                    ),
+                )
+            if batch.append(key=key, value=line.value, timestamp=None, headers=line_headers):
+                continue
+            batch.close()  # full: no linger
+            future = await self.producer.send_batch(batch, topic, partition=partition)
+            sent.append(Sent(topic, lines[first:index], future))
+            first = index
+            batch = self.producer.create_batch()  # an empty batch takes a record of any size
+            batch.append(key=key, value=line.value, timestamp=None, headers=line_headers)
+        batch.close()  # complete: ready to go without waiting linger.ms
+        future = await self.producer.send_batch(batch, topic, partition=partition)
+        sent.append(Sent(topic, lines[first:], future))
+
+    async def _acknowledged(self, sent: list[Sent]) -> None:
+        """Wait (bounded) until the broker acknowledged every batch; only then do their lines
+        count as sent."""
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                results = await asyncio.gather(*(s.future for s in sent), return_exceptions=True)
+        except TimeoutError as error:
+            _forget(sent)
+            first, last = sent[0].lines[0].number, sent[-1].lines[-1].number
+            raise self._unavailable(
+                f"no acknowledgement within {SEND_TIMEOUT_S:g} s for lines {first}-{last}"
+            ) from error
+        for batch, result in zip(sent, results, strict=True):
+            if isinstance(result, BaseException):
+                raise self._refused(batch.lines, batch.topic, result) from result
+        self.stats.records_sent += sum(len(s.lines) for s in sent) // len(self.plan.topics)
+        self.stats.blocks += 1
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait, unless a stop is requested meanwhile; True when we must stop."""
+        if self.stop.is_set():
+            return True
+        if seconds <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        return self.stop.is_set()
+
+    def _fraction(self) -> float:
+        return max(self.plan.source.fraction_read(), self._limit_done)
+
+    def _bad_timestamp(self, line: Line) -> None:
+        self.stats.bad_timestamps += 1
+        if self.stats.bad_timestamps == 1:
+            log.warning(
+                f"{self.stats.usecase}: line {line.number}: the first field is no timestamp "
+                "(ISO-8601 or epoch ms); such lines are sent without waiting, further ones only "
+                "counted",
+                extra={"usecase": self.stats.usecase, "line": line.number},
+            )
+
+    def _unavailable(self, reason: str) -> ServiceUnavailableError:
+        return ServiceUnavailableError(
+            "Kafka",
+            f"{self.plan.usecase.bootstrap_servers} (use case {self.stats.usecase})",
+            reason,
+        )
+
+    def _refused(self, lines: list[Line], topic: str | None, error: BaseException) -> ProducerError:
+        where = f"topic {topic}" if topic else ", ".join(self.plan.topics)
+        first, last = lines[0].number, lines[-1].number
+        which = f"line {first}" if first == last else f"lines {first}-{last}"
+        hint = ""
+        if isinstance(error, MessageSizeTooLargeError | RecordTooLargeError):
+            biggest = max(len(line.value) for line in lines)
+            hint = (
+                f" (largest line: {biggest:,} bytes; the broker's message.max.bytes, or the "
+                "topic's max.message.bytes, must allow it)"
+            )
+        return ProducerError(
+            f"{self.stats.usecase}: Kafka refused {which} of {self.plan.config.datafile} for "
+            f"{where}: {type(error).__name__}: {error}{hint}"
+        )
+
+
+def _forget(sent: list[Sent]) -> None:
+    """Abandoned batches: mark their outcome as seen, so asyncio does not warn about it later."""
+    for batch in sent:
+        batch.future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

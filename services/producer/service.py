@@ -1,0 +1,182 @@
+"""The producer service: replay each use case's data file into all of its input topics.
+
+One task per use case. Every data file is opened before anything connects, so a bad path
+fails at once; SIGTERM/SIGINT stop the reading, let in-flight sends finish and flush the
+producer; each use case logs one summary line, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from services.producer.pacing import first_field
+from services.producer.progress import ProgressBoard, Tracker
+from services.producer.replay import (
+    FAST_BATCH_BYTES,
+    Plan,
+    ProducerError,
+    ProducerStats,
+    Replay,
+)
+from services.producer.source import LineSource, source_name
+from shared.clients.kafka import ensure_topics, make_producer, start_client
+from shared.config import ProducerType, UseCase
+from shared.config.models import StreamingConfig
+from shared.errors import ServiceUnavailableError, StreamerError
+from shared.records import record_class_for
+from shared.runtime import stop_on_signals
+
+log = logging.getLogger("producer")
+
+CLOSE_TIMEOUT_S = 15.0
+FINISHED = frozenset({"end of file", "maxBlocks reached", "stopped"})
+
+__all__ = ["Plan", "ProducerError", "ProducerStats", "prepare", "prepare_all", "produce_all", "run"]
+
+
+def prepare(usecase: UseCase) -> Plan:
+    """Open the use case's data file (and find its record class when the mode needs a column);
+    raise ProducerError naming the use case and the path."""
+    config = usecase.streaming
+    if config.datafile is None:
+        raise ProducerError(f"{usecase.name}: no datafile in {usecase.folder / 'streaming.props'}")
+    try:
+        source = LineSource(config.datafile, skip_header=config.contains_header)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ProducerError(
+            f"{usecase.name}: cannot read datafile {config.datafile}: {reason}"
+        ) from error
+    column = None
+    if config.producer_type in (ProducerType.BLOCKBYGROUP, ProducerType.TIMESTAMP):
+        try:
+            column = first_field(record_class_for(usecase).separator)
+        except StreamerError:
+            source.close()
+            raise
+        except Exception as error:  # the use case's own records.py failed to load
+            source.close()
+            raise ProducerError(
+                f"{usecase.name}: cannot load the record class of problem.type="
+                f"{config.problem_type}: {type(error).__name__}: {error}"
+            ) from error
+    topics = tuple(dict.fromkeys(config.main_topics))
+    return Plan(usecase, source, source_name(config.datafile), column, topics)
+
+
+def prepare_all(usecases: Sequence[UseCase]) -> list[Plan]:
+    """Prepare every use case, reporting the problems of all of them at once."""
+    plans: list[Plan] = []
+    problems: list[str] = []
+    for usecase in usecases:
+        try:
+            plans.append(prepare(usecase))
+        except StreamerError as error:
+            problems.append(str(error))
+    if problems:
+        for plan in plans:
+            plan.source.close()
+        raise ProducerError("\n".join(problems))
+    return plans
+
+
+def producer_options(config: StreamingConfig) -> dict[str, Any]:
+    """aiokafka settings from streaming.props tuning keys, with FAST's larger batches."""
+    options: dict[str, Any] = {}
+    if config.linger_ms is not None:
+        options["linger_ms"] = config.linger_ms
+    if config.batch_size is not None:
+        options["max_batch_size"] = config.batch_size
+    elif config.producer_type is ProducerType.FAST:
+        options["max_batch_size"] = FAST_BATCH_BYTES
+    return options
+
+
+async def produce_usecase(plan: Plan, stop: asyncio.Event, tracker: Tracker) -> ProducerStats:
+    """Connect, create the topics, replay; always logs one summary line, whatever happened."""
+    usecase, config = plan.usecase, plan.config
+    bootstrap = usecase.bootstrap_servers
+    stats = ProducerStats(usecase.name, plan.name, config.producer_type.value, plan.topics)
+    producer = make_producer(bootstrap, **producer_options(config))
+    started = time.monotonic()
+    try:
+        try:
+            await start_client(producer, bootstrap)
+        except ServiceUnavailableError as error:
+            raise ProducerError(f"{usecase.name}: {error}") from error
+        try:
+            await ensure_topics(bootstrap, plan.topics, partitions=config.topic_partitions)
+            log.info(
+                f"{usecase.name}: replaying {config.datafile} into {', '.join(plan.topics)}",
+                extra={"usecase": usecase.name, "mode": stats.mode, "topics": list(plan.topics)},
+            )
+            started = time.monotonic()
+            await Replay(plan, producer, stop, stats, tracker).run()
+        finally:
+            stats.elapsed_s = time.monotonic() - started
+            await _close(producer, usecase.name)
+    except asyncio.CancelledError:
+        stats.outcome = "cancelled"
+        raise
+    except BaseException:
+        stats.outcome = "failed"
+        raise
+    finally:
+        stats.blank_lines = plan.source.blank_lines
+        stats.invalid_utf8 = plan.source.invalid_utf8
+        plan.source.close()
+        level = logging.INFO if stats.outcome in FINISHED else logging.WARNING
+        log.log(level, stats.summary(), extra=stats.fields())
+    return stats
+
+
+async def _close(producer: AIOKafkaProducer, name: str) -> None:
+    """Flush and stop the producer, bounded: a dead broker must not hang the shutdown."""
+    try:
+        await asyncio.wait_for(producer.stop(), CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.error(f"{name}: the Kafka producer did not stop within {CLOSE_TIMEOUT_S:g} s")
+
+
+async def produce_all(
+    plans: Sequence[Plan], stop: asyncio.Event | None = None, progress: bool | None = None
+) -> list[ProducerStats]:
+    """Replay every plan in parallel. Without a `stop` event given, SIGTERM and SIGINT set one.
+
+    The first failure cancels the other use cases (each still flushes and logs its summary)
+    and is raised as one ProducerError listing every failure.
+    """
+    own_signals = stop is None
+    stop = stop or asyncio.Event()
+    signals = stop_on_signals(stop) if own_signals else contextlib.nullcontext(stop)
+    try:
+        with signals, ProgressBoard(progress) as board:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(produce_usecase(plan, stop, board.track(plan.usecase.name)))
+                    for plan in plans
+                ]
+        return [task.result() for task in tasks]
+    except ExceptionGroup as failures:
+        errors = failures.exceptions
+        if all(isinstance(error, StreamerError) for error in errors):
+            combined = ProducerError("\n".join(str(error) for error in errors))
+            combined.exit_code = max(getattr(error, "exit_code", 1) for error in errors)
+            raise combined from errors[0]
+        raise
+    finally:
+        for plan in plans:  # a task cancelled before it ran never closed its file
+            plan.source.close()
+
+
+async def run(usecases: Sequence[UseCase], progress: bool | None = None) -> list[ProducerStats]:
+    """`streamer produce`: check every data file first (no Kafka yet), then replay them all."""
+    plans = prepare_all(usecases)
+    return await produce_all(plans, progress=progress)
