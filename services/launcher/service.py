@@ -104,7 +104,7 @@ class Launcher:
             self.influx = influx
             await self._adopt_model(initial=True)
 
-            self.producer = make_producer(bootstrap, max_request_size=8 * 1024 * 1024)
+            self.producer = make_producer(bootstrap)
             await start_client(self.producer, bootstrap)
             stack.push_async_callback(self.producer.stop)
             consumer = make_consumer(

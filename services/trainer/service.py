@@ -18,18 +18,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import ResponseError
+from aiohttp import ClientError
+from redis.exceptions import RedisError, ResponseError
 
 from shared.algorithms.base import Algorithm
 from shared.algorithms.registry import build_algorithm
-from shared.clients.influx import AioinfluxStore
+from shared.clients.influx import AioinfluxStore, InfluxDBError
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
+from shared.errors import ServiceUnavailableError
 from shared.modelstore import ModelStore, model_secret
 from shared.recordstore import StoredExample, examples_from_rows, measurement_for
 
 log = logging.getLogger("trainer")
 
+TRANSIENT_ATTEMPTS = 6
+TRANSIENT_ERRORS = (
+    OSError,
+    TimeoutError,
+    ClientError,
+    RedisError,
+    InfluxDBError,
+    ServiceUnavailableError,
+)
 REQUESTS = "train:requests"
 GROUP = "trainer"
 CHUNK = 20000
@@ -98,10 +109,26 @@ class Trainer:
             if not streaming.online_train:
                 continue  # training disabled: requests are acknowledged and ignored
             if reasons:
-                await self.train(retrain=True, reason=", ".join(reasons))
+                await self._train_or_retry(retrain=True, reason=", ".join(reasons))
             elif interval_s is not None and time.monotonic() >= next_due:
-                await self.train(retrain=False, reason="interval")
+                await self._train_or_retry(retrain=False, reason="interval")
                 next_due = time.monotonic() + interval_s
+
+    async def _train_or_retry(self, retrain: bool, reason: str) -> None:
+        """A service that does not answer skips this training (the cursor did not move, so
+        nothing is lost) and is retried with backoff instead of ending the trainer."""
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                await self.train(retrain=retrain, reason=reason)
+                return
+            except TRANSIENT_ERRORS as error:
+                log.warning(
+                    "training failed, retrying",
+                    extra={"usecase": self.usecase.name, "attempt": attempt, "error": repr(error)},
+                )
+                if self.stop.is_set() or attempt == TRANSIENT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(min(2**attempt, 30))
 
     async def _wait_for_requests(self, wait_s: float) -> list[str]:
         key = self.store.key(REQUESTS)

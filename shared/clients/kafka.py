@@ -22,6 +22,9 @@ from shared.errors import ServiceUnavailableError
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 30.0
+# Records up to 8 MiB (a raw line, and its dead letter with headers): the broker's default
+# limit is 1 MiB minus a little, which a "1 MB" line plus headers can exceed.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 CONNECT_ATTEMPTS = 5
 
 
@@ -62,6 +65,7 @@ def make_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 5,
+        "max_request_size": MAX_MESSAGE_BYTES,
         "request_timeout_ms": 30000,
     }
     settings.update(options)
@@ -104,13 +108,19 @@ async def send(
 async def ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int = 1, replication: int = 1
 ) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+    """Create the topics that do not exist yet (idempotent), accepting records of up to
+    MAX_MESSAGE_BYTES."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await start_client(admin, bootstrap)
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=replication)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication,
+                topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+            )
             for name in dict.fromkeys(topics)
             if name not in existing
         ]

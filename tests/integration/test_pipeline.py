@@ -1,0 +1,169 @@
+"""End to end on the real services: producer -> Kafka -> launcher -> InfluxDB/outputs, trainer."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+
+from river import metrics, tree
+
+from shared.clients.kafka import ensure_topics, make_consumer, make_producer, send, start_client
+from shared.clients.redis import connect_redis
+from shared.modelstore import ModelStore
+from shared.records import KDDClassificationRecord
+from tests.integration.pipeline_helpers import (
+    MODEL_SECRET,
+    collect_outputs,
+    kdd_slice,
+    make_kdd_usecase,
+    run_producer,
+    service,
+    service_env,
+)
+
+ROWS = 20_000
+WARM_UP = 1_000
+
+
+def river_prequential_accuracy(path, warm_up: int) -> float:
+    """River's own test-then-train loop on the same rows, scored after the warm-up."""
+    model = tree.HoeffdingTreeClassifier()
+    accuracy = metrics.Accuracy()
+    with open(path) as lines:
+        for index, line in enumerate(lines):
+            record = KDDClassificationRecord.parse(line)
+            prediction = model.predict_one(record.values)
+            if index >= warm_up:
+                accuracy.update(record.targets[0], prediction)
+            model.learn_one(record.values, record.targets[0])
+    return accuracy.get()
+
+
+async def test_every_record_gets_one_prediction_and_models_improve(
+    tmp_path, data_dir, kafka_bootstrap, connections, unique
+):
+    datafile = kdd_slice(data_dir, ROWS, tmp_path / "kdd.csv")
+    folder = make_kdd_usecase(tmp_path, unique, datafile)
+    env = service_env(unique)
+    log = tmp_path / "services.log"
+    redis = connect_redis(connections)
+    store = ModelStore(redis, unique, MODEL_SECRET.encode())
+    try:
+        with service("launch", folder, env, log), service("train", folder, env, log):
+            await asyncio.to_thread(run_producer, folder, env, log)
+            expected = {f"kdd:{line}" for line in range(1, ROWS + 1)}
+            outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 180)
+            versions = await wait_for_versions(store, learned=ROWS, wait_s=60)
+    finally:
+        await redis.aclose()
+    ids = collections.Counter(output["record_id"] for output in outputs)
+    missing = expected - set(ids)
+    assert not missing, f"{len(missing)} records without output; log: {log.read_text()[-3000:]}"
+    assert [rid for rid, count in ids.items() if count > 1] == []
+    assert len(versions) >= 2, versions
+    assert versions[-1]["records_learned"] == ROWS
+    assert [v["version"] for v in versions] == sorted(v["version"] for v in versions)
+
+    ordered = sorted(outputs, key=lambda output: int(output["record_id"].split(":")[1]))
+    accuracy = metrics.Accuracy()
+    for output in ordered[WARM_UP:]:
+        accuracy.update(output["targets"][0], output["prediction"])
+    reference = river_prequential_accuracy(datafile, WARM_UP)
+    assert abs(accuracy.get() - reference) <= 0.02, (accuracy.get(), reference)
+
+
+async def wait_for_versions(store: ModelStore, learned: int, wait_s: float) -> list[dict]:
+    """Model versions, once the trainer has learned `learned` records (or the wait is over)."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    versions = await store.versions()
+    while asyncio.get_running_loop().time() < deadline:
+        if versions and versions[-1]["records_learned"] >= learned:
+            break
+        await asyncio.sleep(0.5)
+        versions = await store.versions()
+    return versions
+
+
+async def test_a_killed_launcher_leaves_no_record_without_output(
+    tmp_path, data_dir, kafka_bootstrap, unique
+):
+    rows = 8_000
+    datafile = kdd_slice(data_dir, rows, tmp_path / "kdd.csv")
+    folder = make_kdd_usecase(tmp_path, unique, datafile)
+    env = service_env(unique)
+    log = tmp_path / "services.log"
+    expected = {f"kdd:{line}" for line in range(1, rows + 1)}
+    with service("launch", folder, env, log) as launcher:
+        await asyncio.to_thread(run_producer, folder, env, log)
+        outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", {"kdd:500"}, 60)
+        assert outputs, log.read_text()[-3000:]
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+    before = len({output["record_id"] for output in outputs})
+    with service("launch", folder, env, log):
+        outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 120)
+    ids = {output["record_id"] for output in outputs}
+    assert expected - ids == set(), log.read_text()[-3000:]
+    assert before < rows  # the kill really happened mid-stream
+
+
+async def test_malformed_lines_go_to_the_dead_letter_topic_with_their_reason(
+    tmp_path, data_dir, kafka_bootstrap, unique
+):
+    good = kdd_slice(data_dir, 3, tmp_path / "kdd.csv").read_text().splitlines()
+    bad = {
+        "wrong field count": (b"1,2,3", "expected 42 fields, got 3"),
+        "non-numeric": (good[0].replace(",181,", ",12abc,").encode(), "src_bytes: not a number"),
+        "empty": (b"", "empty line"),
+        "binary garbage": (bytes([0xFF, 0x00, 0xC3, 0x28]) * 64, "not UTF-8 text"),
+        "1 MB line": (b"9" * 1_000_000, "expected 42 fields, got 1"),
+    }
+    folder = make_kdd_usecase(tmp_path, unique, tmp_path / "kdd.csv")
+    await ensure_topics(kafka_bootstrap, [unique, f"{unique}.dlq"])
+    producer = make_producer(kafka_bootstrap)
+    await start_client(producer, kafka_bootstrap)
+    try:
+        await send(
+            producer, unique, good[0].encode(), key=b"kdd", headers=[("record-id", b"kdd:1")]
+        )
+        for name, (value, _) in bad.items():
+            await send(producer, unique, value, key=b"kdd", headers=[("record-id", name.encode())])
+        await send(
+            producer, unique, good[1].encode(), key=b"kdd", headers=[("record-id", b"kdd:2")]
+        )
+    finally:
+        await producer.stop()
+
+    env = service_env(unique)
+    with service("launch", folder, env, tmp_path / "launcher.log"):
+        outputs = await collect_outputs(
+            kafka_bootstrap, f"{unique}.outputs", {"kdd:1", "kdd:2"}, 60
+        )
+        dead = await read_topic(kafka_bootstrap, f"{unique}.dlq", len(bad), 60)
+    assert {output["record_id"] for output in outputs} == {"kdd:1", "kdd:2"}
+    by_name = {dict(m.headers)["record-id"].decode(): m for m in dead}
+    assert set(by_name) == set(bad)
+    for name, (value, reason) in bad.items():
+        message = by_name[name]
+        headers = dict(message.headers)
+        assert message.value == value, name
+        assert headers["error"].decode().startswith(reason), (name, headers["error"])
+        assert headers["source-topic"] == unique.encode()
+        assert headers["source-partition"] == b"0"
+        assert int(headers["source-offset"]) >= 1
+
+
+async def read_topic(bootstrap: str, topic: str, count: int, wait_s: float) -> list:
+    consumer = make_consumer(bootstrap, None, topic, max_partition_fetch_bytes=8 * 1024 * 1024)
+    await start_client(consumer, bootstrap)
+    messages: list = []
+    try:
+        async with asyncio.timeout(wait_s):
+            while len(messages) < count:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    messages.extend(batch)
+    finally:
+        await consumer.stop()
+    return messages
