@@ -15,7 +15,7 @@ SAMPLE_URL := https://raw.githubusercontent.com/streamer-framework/streamer/mast
 # Environment of the locally started services (ports, URLs), for commands that talk to them.
 WITH_SERVICES_ENV := eval "$$(bash scripts/services.sh env)" &&
 
-.PHONY: help install services services-down services-status data test test-unit lint fmt up down
+.PHONY: help install services services-down services-status data test test-unit lint fmt up down bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -69,3 +69,6 @@ up: install ## Run the pipeline of USECASE (e.g. make up USECASE=kdd-cup-99)
 down: services-down ## Stop what `make up` started
 
 comma := ,
+
+bench: install services ## Benchmark the pipeline on the whole KDD 10% file (JSON report, last line)
+	$(WITH_SERVICES_ENV) $(PY) -m benchmarks.pipeline $(BENCH_ARGS)
