@@ -25,6 +25,7 @@ from shared.clients.influx import AioinfluxStore
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.errors import StreamerError
+from shared.metrics.registry import build_usecase_metrics
 from shared.modelstore import ModelStore, model_secret, seal, unseal
 from shared.records import RecordError, TimeRecord, record_class_for
 from shared.recordstore import examples_from_rows, measurement_for
@@ -82,22 +83,15 @@ def write_results(path: Path, records: list[TimeRecord]) -> None:
             )
 
 
-def score(records: list[TimeRecord], metric_names: list[str]) -> dict[str, float | None]:
-    """River metrics named in evaluation.metrics (the evaluator's aliases arrive with it)."""
-    from river import metrics as river_metrics
-
-    results: dict[str, float | None] = {}
-    for name in metric_names:
-        metric_class = getattr(river_metrics, name, None)
-        if metric_class is None:
-            log.warning("metric not available offline", extra={"metric": name})
-            continue
-        metric = metric_class()
-        for record in records:
-            if record.targets and record.outputs and record.outputs[0] is not None:
-                metric.update(record.targets[0], record.outputs[0])
-        results[name] = metric.get()
-    return results
+def score(usecase: UseCase, records: list[TimeRecord]) -> dict[str, float | None]:
+    """The use case's evaluation.metrics over the whole test set (None: undefined)."""
+    metrics = build_usecase_metrics(usecase)
+    for record in records:
+        target = record.targets[0] if record.targets else None
+        output = record.outputs[0] if record.outputs else None
+        for metric in metrics:
+            metric.update(target, output)
+    return {metric.name: metric.get() for metric in metrics}
 
 
 async def run_offline(
@@ -202,7 +196,7 @@ async def _test(usecase, algorithm: Algorithm, record_class, report, output_dir:
     for record, prediction in zip(records, predictions, strict=True):
         record.outputs = [prediction]
     report.tested_on = len(records)
-    report.metrics = score(records, usecase.algs.evaluation_metrics)
+    report.metrics = score(usecase, records)
     path = output_dir / f"{usecase.name}_resultsTest.csv"
     await asyncio.to_thread(write_results, path, records)
     report.files.append(str(path))

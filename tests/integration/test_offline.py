@@ -45,7 +45,7 @@ async def test_train_then_test_from_files_with_a_binary_safe_model_file(kdd_usec
 
     report = await run_offline(kdd_usecase, "file", False, True, model, tmp_path)
     assert report.tested_on == 1000 and report.skipped_lines == 1
-    assert report.metrics["Accuracy"] > 0.9
+    assert report.metrics["accuracy"] > 0.9
     with (tmp_path / f"{kdd_usecase.name}_resultsTest.csv").open() as results:
         rows = list(csv.reader(results, delimiter=";"))
     assert rows[0][0] == "timestamp" and rows[0][-2:] == ["target", "output"]
@@ -77,7 +77,7 @@ async def test_train_from_influxdb_without_wiping_it(kdd_usecase, tmp_path, uniq
         ]
         await store.write_lines(points)
         report = await run_offline(kdd_usecase, "influx", True, True, None, tmp_path)
-        assert report.trained_on == 2000 and report.metrics["Accuracy"] > 0.9
+        assert report.trained_on == 2000 and report.metrics["accuracy"] > 0.9
         count = await store.query(f'SELECT count("_record_id") AS n FROM "{unique}"')
         assert count[0]["n"] == 2000
     finally:
