@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -114,6 +114,12 @@ class AlgsConfig(_PropsModel):
     training_source: Path | None = Field(None, alias="training.source")
     evaluation_metrics: CommaList = Field(default_factory=list, alias="evaluation.metrics")
     classes_number: int | None = Field(None, alias="classes.number", ge=2)
+    evaluation_window: int = Field(
+        1000, alias="evaluation.window", ge=1, description="Records in the sliding-window view."
+    )
+    evaluation_sample: float = Field(
+        0.01, alias="evaluation.sample", ge=0, le=1, description="Share of predictions indexed."
+    )
 
     def problems(self) -> list[tuple[str, str]]:
         if self.training_maxdata == 0 or self.training_maxdata < -1:
@@ -135,6 +141,12 @@ class MonitoringConfig(_PropsModel):
 
     metrics: CommaList = Field(default_factory=list)
     detector: DetectorName | None = None
+    view: Literal["batch", "cumulative", "window"] = Field(
+        "batch", alias="monitoring.view", description="Which metric view the detector watches."
+    )
+    alert_cooldown: int = Field(
+        60000, alias="alert.cooldown", ge=0, description="ms between two retrains one alert asks."
+    )
     threshold_robustness: IntList | None = Field(None, alias="threshold.robustness")
     threshold_threshold: FloatList | None = Field(None, alias="threshold.threshold")
     threshold_alert_if_greater: BoolList | None = Field(
@@ -183,10 +195,11 @@ class MonitoringConfig(_PropsModel):
         classic = (DetectorName.THRESHOLD, DetectorName.CUSUM, DetectorName.CUSUM_ONLINE)
         if self.detector in classic and self.robustness() is None:
             found.append(("threshold.robustness", "required (or the detector's own key)"))
-        if self.detector is DetectorName.CUSUM_ONLINE and self.cusumonline_threshold is None:
-            for key in ("cusumonline.std", "cusumonline.average"):
-                if values[key] is None:
-                    found.append((key, "required when cusumonline.threshold is not set"))
+        if self.detector is DetectorName.CUSUM_ONLINE and self.cusumonline_average is None:
+            found.append(("cusumonline.average", "required when detector=CuSumDetectorOnLine"))
+        for key in ("cusum.drift", "cusumonline.drift"):
+            if any(value < 0 for value in values[key] or []):
+                found.append((key, "must be >= 0 (an allowance in standard deviations)"))
         per_metric = (1, len(self.metrics))
         for key, value in values.items():
             if isinstance(value, list) and key != "metrics" and len(value) not in per_metric:
