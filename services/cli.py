@@ -112,7 +112,7 @@ def train(usecases: UseCases) -> None:
 @app.command()
 def evaluate(usecases: UseCases) -> None:
     """Score predictions, watch metrics with detectors, write Elasticsearch documents."""
-    _run_service("evaluator", usecases)
+    _serve(usecases, "services.evaluator")
 
 
 class OfflineSource(StrEnum):

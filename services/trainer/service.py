@@ -258,7 +258,11 @@ def _series_filter(series: tuple[str, str, str]) -> str:
     return f"\"source\"='{source}' AND \"topic\"='{topic}' AND \"partition\"='{partition}'"
 
 
-async def request_training(redis: Any, usecase: str, reason: str, by: str) -> str:
-    """Ask the trainer of `usecase` for a retrain (the evaluator's alerts, the API)."""
-    entry = await redis.xadd(f"streamer:{usecase}:{REQUESTS}", {"reason": reason, "by": by})
+async def request_training(
+    redis: Any, usecase: str, reason: str, by: str, **context: str | int
+) -> str:
+    """Ask the trainer of `usecase` for a retrain (the evaluator's alerts, the API); `context`
+    is kept with the request (e.g. how many records the evaluator had scored)."""
+    fields = {"reason": reason, "by": by, **{key: str(value) for key, value in context.items()}}
+    entry = await redis.xadd(f"streamer:{usecase}:{REQUESTS}", fields)
     return entry.decode() if isinstance(entry, bytes) else str(entry)

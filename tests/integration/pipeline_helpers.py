@@ -57,14 +57,14 @@ def service_env(database: str) -> dict[str, str]:
 
 @contextmanager
 def service(
-    command: str, folder: Path, env: dict[str, str], log: Path
+    command: str, folder: Path, env: dict[str, str], log: Path, cwd: Path = REPO
 ) -> Iterator[subprocess.Popen]:
     """`streamer <command> <folder>` as a process; SIGTERM (then SIGKILL) when the block ends."""
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", command, str(folder)],
-            cwd=REPO,
-            env=env,
+            cwd=cwd,
+            env={**env, "PYTHONPATH": str(REPO)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
