@@ -1,0 +1,108 @@
+"""Heartbeats: every service says in Redis, every few seconds, that it is alive and what it
+does. The key expires when the service stops refreshing it: a missing key means "down".
+Key and JSON format: docs/wire-format.md."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "streamer:heartbeat:"
+INTERVAL_S = 3.0
+TTL_S = 15
+
+Snapshot = Callable[[], dict[str, Any]]
+
+
+def heartbeat_key(service: str, instance: str) -> str:
+    return f"{PREFIX}{service}:{instance}"
+
+
+class Heartbeat:
+    """Refreshes this process's heartbeat key until stopped; `snapshot()` gives counters and
+    model versions per use case (cheap, called on the event loop)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        service: str,
+        usecases: list[str],
+        snapshot: Snapshot | None = None,
+        interval_s: float = INTERVAL_S,
+        ttl_s: int = TTL_S,
+    ):
+        self.redis = redis
+        self.service = service
+        self.usecases = usecases
+        self.snapshot = snapshot or dict
+        self.interval_s = interval_s
+        self.ttl_s = ttl_s
+        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        self.key = heartbeat_key(service, self.instance)
+        self.started_at = time.time()
+        self.status = "running"
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def record_error(self, error: BaseException | str) -> None:
+        self.last_error = str(error)[:500]
+
+    def payload(self) -> dict[str, Any]:
+        snapshot = self.snapshot()
+        return {
+            "service": self.service,
+            "instance": self.instance,
+            "usecases": self.usecases,
+            "status": self.status,
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            "counters": snapshot.get("counters", {}),
+            "model_versions": snapshot.get("model_versions", {}),
+            "last_error": self.last_error,
+        }
+
+    async def beat(self) -> None:
+        await self.redis.set(self.key, json.dumps(self.payload(), default=str), ex=self.ttl_s)
+
+    async def start(self) -> None:
+        await self.beat()
+        self._task = asyncio.create_task(self._run(), name=f"heartbeat-{self.service}")
+
+    async def stop(self) -> None:
+        """Say "stopping" one last time, then let the key expire."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.status = "stopping"
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.set(self.key, json.dumps(self.payload(), default=str), ex=5)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.beat()
+            except (RedisError, OSError) as error:  # Redis away: try again next beat
+                log.warning("heartbeat not written", extra={"error": str(error)})
+
+
+async def read_heartbeats(redis: Redis) -> list[dict[str, Any]]:
+    """Every live heartbeat (expired ones are gone by construction)."""
+    keys = [key async for key in redis.scan_iter(match=f"{PREFIX}*", count=500)]
+    if not keys:
+        return []
+    values = await redis.mget(keys)
+    return [json.loads(value) for value in values if value is not None]
