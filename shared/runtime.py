@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+from shared.clients.redis import connect_redis
+from shared.config import UseCase
+from shared.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +48,13 @@ def stop_on_signals(
             loop.remove_signal_handler(signum)
 
 
-async def run_until_stopped(tasks: Sequence[TaskFactory]) -> list[Any]:
+async def run_until_stopped(
+    tasks: Sequence[TaskFactory], stop: asyncio.Event | None = None
+) -> list[Any]:
     """Run the tasks side by side until they finish or a signal stops them (stop_on_signals).
     A failing task makes the others drain and stop (not cancelled mid-batch), then its error
     is raised."""
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     running: list[asyncio.Task[Any]] = []
 
     def cancel_all() -> None:
@@ -67,3 +76,63 @@ async def _stop_all_on_error(work: Awaitable[Any], stop: asyncio.Event) -> Any:
     except BaseException:
         stop.set()  # siblings drain and commit instead of being cancelled mid-batch
         raise
+
+
+class Worker(Protocol):
+    """One use case's part of a service: runs until `stop`, exposes its counters."""
+
+    counters: Any
+
+    async def run(self) -> Any: ...
+
+
+WorkerFactory = Callable[[UseCase, asyncio.Event], Worker]
+
+
+async def serve(service: str, usecases: Sequence[UseCase], factory: WorkerFactory) -> list[Any]:
+    """A service process: one worker per use case, a heartbeat in Redis for all of them (with
+    their counters and model versions), signals handled, the first error reported in the
+    heartbeat before it is raised."""
+    stop = asyncio.Event()
+    workers = [factory(usecase, stop) for usecase in usecases]
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "counters": {
+                usecase.name: _as_dict(worker.counters)
+                for usecase, worker in zip(usecases, workers, strict=True)
+            },
+            "model_versions": {
+                usecase.name: getattr(worker, "model_version", None)
+                for usecase, worker in zip(usecases, workers, strict=True)
+            },
+        }
+
+    async with heartbeating(service, usecases, snapshot):
+        return await run_until_stopped([lambda _, w=w: w.run() for w in workers], stop)
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(
+    service: str, usecases: Sequence[UseCase], snapshot: Callable[[], dict[str, Any]] | None = None
+) -> AsyncIterator[Heartbeat]:
+    """This process's heartbeat while inside; an error escaping the block is recorded in it.
+    A Redis that does not answer does not stop the service (its workers report it)."""
+    redis = connect_redis(usecases[0].connections, max_connections=2)
+    heartbeat = Heartbeat(redis, service, [usecase.name for usecase in usecases], snapshot)
+    try:
+        await heartbeat.start()
+    except (RedisError, OSError) as error:
+        log.warning("heartbeat not started", extra={"error": str(error)})
+    try:
+        yield heartbeat
+    except BaseException as error:
+        heartbeat.record_error(error)
+        raise
+    finally:
+        await heartbeat.stop()
+        await redis.aclose()
+
+
+def _as_dict(counters: Any) -> dict[str, Any]:
+    return dataclasses.asdict(counters) if dataclasses.is_dataclass(counters) else dict(counters)

@@ -28,6 +28,7 @@ from shared.clients.kafka import ensure_topics, make_consumer, start_client
 from shared.clients.line_protocol import encode_point
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
+from shared.config.live import LiveConfig
 from shared.metrics.evaluation import VIEWS
 from shared.metrics.registry import build_metric, usecase_metric_set
 from shared.monitoring.detection import ChangeKind
@@ -54,25 +55,51 @@ class Evaluator:
         self.usecase = usecase
         self.stop = stop
         self.counters = EvaluatorCounters()
-        algs, monitoring = usecase.algs, usecase.monitoring
-        metric_set = usecase_metric_set(usecase)
-        metrics = metric_set.templates
-        detector = build_detector(monitoring, usecase.name) if monitoring else None
-        monitored = {
-            name: build_metric(name, algs.classes_number, usecase.folder).name
-            for name in (monitoring.metrics if monitoring and detector else [])
-        }
-        regression = any(metric.name.startswith(REGRESSION_HINTS) for metric in metrics)
-        view = monitoring.view if monitoring else "batch"
-        self.scorer = Scorer(metric_set, detector, monitored, view, regression)
-        self.cooldown_s = (monitoring.alert_cooldown if monitoring else 60000) / 1000
+        self.scorer = self._scorer(usecase)
+        self.cooldown_s = self._cooldown_s(usecase)
         self.last_request = float("-inf")
         self.alert_active = False
+        self.live = LiveConfig(usecase)
         self.logs = UseCaseLogs(logs_root, usecase.name)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"evaluator-{usecase.name}")
         self.sample = random.Random(usecase.name)
         self.models_cursor = "0"
         self.elastic: ElasticSink | None = None  # when visualization=true
+
+    @staticmethod
+    def _scorer(usecase: UseCase) -> Scorer:
+        """Metrics and detector of the use case's (current) configuration."""
+        algs, monitoring = usecase.algs, usecase.monitoring
+        metric_set = usecase_metric_set(usecase)
+        detector = build_detector(monitoring, usecase.name) if monitoring else None
+        monitored = {
+            name: build_metric(name, algs.classes_number, usecase.folder).name
+            for name in (monitoring.metrics if monitoring and detector else [])
+        }
+        metrics = metric_set.templates
+        regression = any(metric.name.startswith(REGRESSION_HINTS) for metric in metrics)
+        view = monitoring.view if monitoring else "batch"
+        return Scorer(metric_set, detector, monitored, view, regression)
+
+    @staticmethod
+    def _cooldown_s(usecase: UseCase) -> float:
+        return (usecase.monitoring.alert_cooldown if usecase.monitoring else 60000) / 1000
+
+    async def _follow_config(self) -> None:
+        """Run-time overrides: a change of metrics or detector settings starts fresh views and
+        a fresh detector (their state belongs to the old settings); evaluation numbers go on."""
+        if not await self.live.refresh(self.redis):
+            return
+        old, new = self.usecase, self.live.current
+        self.usecase = new
+        self.cooldown_s = self._cooldown_s(new)
+        if (old.algs, old.monitoring) != (new.algs, new.monitoring):
+            index, records, pairs = self.scorer.index, self.scorer.records, self.scorer.pairs_seen
+            self.scorer = self._scorer(new)
+            self.scorer.index, self.scorer.records, self.scorer.pairs_seen = index, records, pairs
+            self.alert_active = False
+        self.logs.write("infoLog", f"configuration changed: {self.live.overrides}")
+        log.info("configuration changed", extra={"usecase": new.name, **self.live.overrides})
 
     async def run(self) -> EvaluatorCounters:
         usecase, streaming = self.usecase, self.usecase.streaming
@@ -111,6 +138,7 @@ class Evaluator:
         while not self.stop.is_set():
             batch = await consumer.getmany(timeout_ms=wait_ms, max_records=20000)
             messages = [message for part in batch.values() for message in part]
+            await self._follow_config()
             await self._index_new_models()
             if not messages:
                 continue

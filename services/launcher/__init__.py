@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from shared.config import UseCase
-from shared.runtime import run_until_stopped
+from shared.runtime import serve
 
 
 async def run(usecases: list[UseCase]) -> None:
     from services.launcher.service import Launcher
 
-    await run_until_stopped([lambda stop, u=u: Launcher(u, stop).run() for u in usecases])
+    await serve("launcher", usecases, Launcher)

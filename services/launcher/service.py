@@ -29,6 +29,7 @@ from shared.clients.influx import AioinfluxStore
 from shared.clients.kafka import ensure_topics, make_consumer, make_producer, start_client
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
+from shared.config.live import LiveConfig
 from shared.errors import ServiceUnavailableError
 from shared.modelstore import ModelStore, model_secret
 from shared.prepostprocessors import processor_for
@@ -82,6 +83,10 @@ class Launcher:
             None, None, learn=streaming.online_train, predict=streaming.online_inference
         )
 
+    @property
+    def model_version(self) -> int | None:
+        return self.model.version
+
     async def run(self) -> LauncherCounters:
         usecase, streaming = self.usecase, self.usecase.streaming
         bootstrap = usecase.bootstrap_servers
@@ -96,6 +101,8 @@ class Launcher:
             redis = connect_redis(usecase.connections)
             stack.push_async_callback(redis.aclose)
             await check_redis(redis, usecase.connections.redis_url)
+            self.redis = redis
+            self.live = LiveConfig(usecase)
             self.store = ModelStore(redis, usecase.name, model_secret(usecase.connections))
             influx = AioinfluxStore(usecase.connections)
             stack.push_async_callback(influx.close)
@@ -138,6 +145,7 @@ class Launcher:
                 if messages:
                     async with self.batch_lock:
                         await self._handle(consumer, messages)
+                await self._follow_config()
                 await self._adopt_model()
         finally:
             stop_wait.cancel()
@@ -215,6 +223,17 @@ class Launcher:
         return await self.producer.send(
             f"{message.topic}.dlq", message.value or b"", key=message.key, headers=headers
         )
+
+    async def _follow_config(self) -> None:
+        """Run-time overrides (online.train / online.inference) apply from the next batch."""
+        if await self.live.refresh(self.redis):
+            self.usecase = self.live.current
+            self.model.learn = self.usecase.streaming.online_train
+            self.model.predict = self.usecase.streaming.online_inference
+            log.info(
+                "configuration changed",
+                extra={"usecase": self.usecase.name, "overrides": self.live.overrides},
+            )
 
     async def _adopt_model(self, initial: bool = False) -> None:
         """Swap to the trainer's newest version when it should replace the live model."""

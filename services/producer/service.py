@@ -31,7 +31,7 @@ from shared.config import ProducerType, UseCase
 from shared.config.models import StreamingConfig
 from shared.errors import ServiceUnavailableError, StreamerError
 from shared.records import record_class_for
-from shared.runtime import stop_on_signals
+from shared.runtime import heartbeating, stop_on_signals
 
 log = logging.getLogger("producer")
 
@@ -179,4 +179,5 @@ async def produce_all(
 async def run(usecases: Sequence[UseCase], progress: bool | None = None) -> list[ProducerStats]:
     """`streamer produce`: check every data file first (no Kafka yet), then replay them all."""
     plans = prepare_all(usecases)
-    return await produce_all(plans, progress=progress)
+    async with heartbeating("producer", usecases):
+        return await produce_all(plans, progress=progress)

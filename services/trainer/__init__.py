@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from shared.config import UseCase
-from shared.runtime import run_until_stopped
+from shared.runtime import serve
 
 
 async def run(usecases: list[UseCase]) -> None:
     from services.trainer.service import Trainer
 
-    await run_until_stopped([lambda stop, u=u: Trainer(u, stop).run() for u in usecases])
+    await serve("trainer", usecases, Trainer)

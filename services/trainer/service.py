@@ -26,6 +26,7 @@ from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore, InfluxDBError
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
+from shared.config.live import LiveConfig
 from shared.errors import ServiceUnavailableError
 from shared.modelstore import ModelStore, model_secret
 from shared.recordstore import StoredExample, examples_from_rows, measurement_for
@@ -67,6 +68,8 @@ class Trainer:
         self.algorithm: Algorithm | None = None
         self.cursor: dict[str, int] = {}
         self.total_learned = 0
+        self.model_version: int | None = None
+        self.live = LiveConfig(usecase)
 
     async def run(self) -> TrainerCounters:
         usecase = self.usecase
@@ -92,6 +95,7 @@ class Trainer:
         latest = await self.store.load()
         if latest is not None and latest.algorithm is not None:
             self.algorithm = latest.algorithm
+            self.model_version = latest.version
             self.cursor = dict(latest.meta.get("cursor") or {})
             self.total_learned = int(latest.meta.get("records_learned", 0))
 
@@ -99,11 +103,23 @@ class Trainer:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
             await self.redis.xgroup_create(self.store.key(REQUESTS), GROUP, id="0", mkstream=True)
 
+    def _interval_s(self) -> float | None:
+        interval = self.usecase.algs.training_interval
+        return interval / 1000 if interval >= 0 else None
+
     async def _loop(self) -> None:
-        algs, streaming = self.usecase.algs, self.usecase.streaming
-        interval_s = algs.training_interval / 1000 if algs.training_interval >= 0 else None
+        interval_s = self._interval_s()
         next_due = time.monotonic() + (interval_s or 0)
         while not self.stop.is_set():
+            if await self.live.refresh(self.redis):
+                self.usecase = self.live.current
+                interval_s = self._interval_s()
+                next_due = time.monotonic() + (interval_s or 0)
+                log.info(
+                    "configuration changed",
+                    extra={"usecase": self.usecase.name, "overrides": self.live.overrides},
+                )
+            streaming = self.usecase.streaming
             wait_s = 1.0 if interval_s is None else max(0.0, next_due - time.monotonic())
             reasons = await self._wait_for_requests(min(wait_s, 1.0))
             if not streaming.online_train:
@@ -181,6 +197,7 @@ class Trainer:
             lag_ms=int(time.time() * 1000) - newest,
             cursor=self.cursor,
         )
+        self.model_version = published.version
         self.counters.trainings += 1
         self.counters.records_learned += len(examples)
         log.info(

@@ -1,0 +1,64 @@
+"""Heartbeats of a real service process, and run-time changes stored with their audit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from shared.clients.redis import connect_redis
+from shared.config import load_usecase
+from shared.config.live import LiveConfig, audit_key, change_config
+from shared.heartbeat import read_heartbeats
+from tests.integration.pipeline_helpers import kdd_slice, make_kdd_usecase, service, service_env
+
+
+async def test_a_running_trainer_beats_and_stops_beating(tmp_path, data_dir, connections, unique):
+    folder = make_kdd_usecase(tmp_path, unique, kdd_slice(data_dir, 10, tmp_path / "kdd.csv"))
+    redis = connect_redis(connections)
+    try:
+        with service("train", folder, service_env(unique), tmp_path / "log") as trainer:
+            beat = await wait_for_beat(redis, unique, "running", 30)
+            assert beat["service"] == "trainer" and beat["usecases"] == [unique]
+            assert beat["instance"].endswith(f"-{trainer.pid}")
+            assert "trainings" in beat["counters"][unique]
+        # SIGTERM: the last word is "stopping", then the key expires
+        stopped = await wait_for_beat(redis, unique, "stopping", 10)
+        assert stopped["last_error"] is None
+    finally:
+        await redis.aclose()
+
+
+async def wait_for_beat(redis, usecase: str, status: str, wait_s: float) -> dict:
+    async with asyncio.timeout(wait_s):
+        while True:
+            for beat in await read_heartbeats(redis):
+                if usecase in beat["usecases"] and beat["status"] == status:
+                    return beat
+            await asyncio.sleep(0.2)
+
+
+async def test_changes_are_validated_stored_audited_and_seen_by_services(
+    tmp_path, data_dir, connections, unique
+):
+    folder = make_kdd_usecase(tmp_path, unique, kdd_slice(data_dir, 10, tmp_path / "kdd.csv"))
+    usecase = load_usecase(folder, connections)
+    redis = connect_redis(connections)
+    try:
+        live = LiveConfig(usecase)
+        assert not await live.refresh(redis, force=True)
+        updated = await change_config(redis, usecase, {"training.interval": "42"}, who="alice")
+        assert updated.algs.training_interval == 42
+        assert await live.refresh(redis, force=True)
+        assert live.current.algs.training_interval == 42
+        entries = await redis.xrange(audit_key(unique))
+        audit = {k.decode(): v.decode() for k, v in entries[-1][1].items()}
+        assert (audit["who"], audit["key"], audit["old"], audit["new"]) == (
+            "alice",
+            "training.interval",
+            "1000",
+            "42",
+        )
+        assert json.loads(audit["at"]) > 0
+    finally:
+        await redis.delete(f"streamer:{unique}:config:overrides", audit_key(unique))
+        await redis.aclose()
