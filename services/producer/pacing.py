@@ -16,19 +16,27 @@ from services.producer.source import Line
 GroupOf = Callable[[bytes], bytes]
 
 
-def blocks(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:
+Size = int | Callable[[], int]
+
+
+def _size_of(size: Size) -> int:
+    """A block size, or the current one (it may change at run time: recordsPerBlock)."""
+    return size() if callable(size) else size
+
+
+def blocks(lines: Iterable[Line], size: Size) -> Iterator[list[Line]]:
     """Blocks of `size` lines; the last one may be shorter (it is still sent)."""
     block: list[Line] = []
     for line in lines:
         block.append(line)
-        if len(block) >= size:
+        if len(block) >= _size_of(size):
             yield block
             block = []
     if block:
         yield block
 
 
-def blocks_by_group(lines: Iterable[Line], size: int, group_of: GroupOf) -> Iterator[list[Line]]:
+def blocks_by_group(lines: Iterable[Line], size: Size, group_of: GroupOf) -> Iterator[list[Line]]:
     """Blocks of at most `size` lines that never mix two groups.
 
     A group change ends the block; the line that changed it opens the next block (the original
@@ -43,7 +51,7 @@ def blocks_by_group(lines: Iterable[Line], size: int, group_of: GroupOf) -> Iter
             block = []
         block.append(line)
         group = line_group
-        if len(block) >= size:
+        if len(block) >= _size_of(size):
             yield block
             block = []
     if block:

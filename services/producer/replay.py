@@ -14,12 +14,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
+from redis.asyncio import Redis
 
 from services.producer.pacing import (
     GroupOf,
@@ -34,6 +34,7 @@ from services.producer.progress import Tracker
 from services.producer.source import Line, LineSource
 from shared.clients.kafka import MAX_MESSAGE_BYTES, SEND_TIMEOUT_S
 from shared.config import ProducerType, UseCase
+from shared.config.live import LiveConfig
 from shared.config.models import StreamingConfig
 from shared.errors import ServiceUnavailableError, StreamerError
 
@@ -124,6 +125,8 @@ class Replay:
         stats: ProducerStats,
         tracker: Tracker,
         clock: Callable[[], float] = time.monotonic,
+        live: LiveConfig | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self.plan = plan
         self.producer = producer
@@ -133,18 +136,20 @@ class Replay:
         self.clock = clock
         self.key = plan.name.encode()
         self.config = plan.config
+        self.live = live
+        self.redis = redis
         self._limit_done = 0.0  # fraction of maxBlocks done, for the progress bar
         self._partitions: dict[str, int] = {}
 
     async def run(self) -> None:
         mode = self.config.producer_type
         source = self.plan.source
+        size = self._records_per_block
         if mode is ProducerType.BLOCK:
-            await self._blocks(blocks(source, self.config.records_per_block))
+            await self._blocks(blocks(source, size))
         elif mode is ProducerType.BLOCKBYGROUP:
             assert self.plan.column is not None
-            cut = blocks_by_group(source, self.config.records_per_block, self.plan.column)
-            await self._blocks(cut)
+            await self._blocks(blocks_by_group(source, size, self.plan.column))
         elif mode is ProducerType.TIMESTAMP:
             await self._timestamps()
         else:
@@ -153,15 +158,29 @@ class Replay:
 
     # -- pacing modes ----------------------------------------------------------------------
 
+    def _records_per_block(self) -> int:
+        return self.config.records_per_block
+
+    async def _follow(self) -> None:
+        """Pacing changed at run time (recordsPerBlock, producerTimeInterval, maxBlocks)
+        applies from the next block."""
+        live, redis = self.live, self.redis
+        if live is not None and redis is not None and await live.refresh(redis):
+            self.config = self.live.current.streaming
+            log.info(
+                f"{self.stats.usecase}: pacing changed",
+                extra={"usecase": self.stats.usecase, "overrides": self.live.overrides},
+            )
+
     async def _blocks(self, cut: Iterator[list[Line]]) -> None:
         """One block every producerTimeInterval ms (from the previous block's start), each
         acknowledged before the next starts, at most maxBlocks."""
-        max_blocks = self.config.max_blocks
-        if max_blocks >= 0:
-            cut = islice(cut, max_blocks)
-        interval_s = self.config.producer_time_interval / 1000.0
         previous_start: float | None = None
         for block in cut:
+            max_blocks = self.config.max_blocks
+            if 0 <= max_blocks <= self.stats.blocks:
+                break  # the block read is not sent: maxBlocks reached (it may have been lowered)
+            interval_s = self.config.producer_time_interval / 1000.0
             if await self._sleep(block_wait(previous_start, interval_s, self.clock())):
                 self.stats.outcome = "stopped"  # the block read is not sent, nor counted
                 return
@@ -169,6 +188,8 @@ class Replay:
             if max_blocks > 0:
                 self._limit_done = (self.stats.blocks + 1) / max_blocks
             await self._send(block)
+            await self._follow()
+        max_blocks = self.config.max_blocks
         reached = max_blocks >= 0 and self.stats.blocks >= max_blocks
         self.stats.outcome = "maxBlocks reached" if reached else "end of file"
 

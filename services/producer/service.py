@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
 
 from services.producer.pacing import first_field
 from services.producer.progress import ProgressBoard, Tracker
@@ -28,6 +29,7 @@ from services.producer.replay import (
 from services.producer.source import LineSource, source_name
 from shared.clients.kafka import ensure_topics, make_producer, start_client
 from shared.config import ProducerType, UseCase
+from shared.config.live import LiveConfig
 from shared.config.models import StreamingConfig
 from shared.errors import ServiceUnavailableError, StreamerError
 from shared.records import record_class_for
@@ -99,7 +101,9 @@ def producer_options(config: StreamingConfig) -> dict[str, Any]:
     return options
 
 
-async def produce_usecase(plan: Plan, stop: asyncio.Event, tracker: Tracker) -> ProducerStats:
+async def produce_usecase(
+    plan: Plan, stop: asyncio.Event, tracker: Tracker, redis: Redis | None = None
+) -> ProducerStats:
     """Connect, create the topics, replay; always logs one summary line, whatever happened."""
     usecase, config = plan.usecase, plan.config
     bootstrap = usecase.bootstrap_servers
@@ -118,7 +122,8 @@ async def produce_usecase(plan: Plan, stop: asyncio.Event, tracker: Tracker) -> 
                 extra={"usecase": usecase.name, "mode": stats.mode, "topics": list(plan.topics)},
             )
             started = time.monotonic()
-            await Replay(plan, producer, stop, stats, tracker).run()
+            live = LiveConfig(usecase) if redis is not None else None
+            await Replay(plan, producer, stop, stats, tracker, live=live, redis=redis).run()
         finally:
             stats.elapsed_s = time.monotonic() - started
             await _close(producer, usecase.name)
@@ -146,9 +151,13 @@ async def _close(producer: AIOKafkaProducer, name: str) -> None:
 
 
 async def produce_all(
-    plans: Sequence[Plan], stop: asyncio.Event | None = None, progress: bool | None = None
+    plans: Sequence[Plan],
+    stop: asyncio.Event | None = None,
+    progress: bool | None = None,
+    redis: Redis | None = None,
 ) -> list[ProducerStats]:
     """Replay every plan in parallel. Without a `stop` event given, SIGTERM and SIGINT set one.
+    With `redis`, run-time pacing overrides are followed (shared/config/live.py).
 
     The first failure cancels the other use cases (each still flushes and logs its summary)
     and is raised as one ProducerError listing every failure.
@@ -160,7 +169,9 @@ async def produce_all(
         with signals, ProgressBoard(progress) as board:
             async with asyncio.TaskGroup() as group:
                 tasks = [
-                    group.create_task(produce_usecase(plan, stop, board.track(plan.usecase.name)))
+                    group.create_task(
+                        produce_usecase(plan, stop, board.track(plan.usecase.name), redis)
+                    )
                     for plan in plans
                 ]
         return [task.result() for task in tasks]
@@ -179,5 +190,5 @@ async def produce_all(
 async def run(usecases: Sequence[UseCase], progress: bool | None = None) -> list[ProducerStats]:
     """`streamer produce`: check every data file first (no Kafka yet), then replay them all."""
     plans = prepare_all(usecases)
-    async with heartbeating("producer", usecases):
-        return await produce_all(plans, progress=progress)
+    async with heartbeating("producer", usecases) as heartbeat:
+        return await produce_all(plans, progress=progress, redis=heartbeat.redis)

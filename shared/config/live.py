@@ -31,8 +31,6 @@ MUTABLE_KEYS: dict[str, str] = {
     "producerTimeInterval": "streaming",
     "recordsPerBlock": "streaming",
     "maxBlocks": "streaming",
-    "scale": "streaming",
-    "epsilonne": "streaming",
     "threshold.robustness": "monitoring",
     "threshold.threshold": "monitoring",
     "threshold.threshold.alert-if-greater": "monitoring",

@@ -32,10 +32,12 @@ def test_overrides_change_only_their_keys(kdd):
 
 def test_bad_or_immutable_overrides_are_refused_with_the_key(kdd):
     with pytest.raises(ConfigError) as error:
-        apply_overrides(kdd, {"mainTopic": "other", "training.maxdata": "0", "scale": "0"})
+        apply_overrides(
+            kdd, {"mainTopic": "other", "training.maxdata": "0", "recordsPerBlock": "0"}
+        )
     messages = [f"{issue.key}: {issue.reason}" for issue in error.value.issues]
     assert messages == [
         "mainTopic: cannot be changed at run time",
-        "scale: Input should be greater than 0 (got '0')",
+        "recordsPerBlock: Input should be greater than or equal to 1 (got '0')",
         "training.maxdata: must be -1 (all records) or a positive count",
     ]
