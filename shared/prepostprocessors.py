@@ -6,12 +6,12 @@ prepostprocessors.py (or a built-in); the original looked only in its own packag
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 
 from shared.config import UseCase
 from shared.errors import StreamerError
 from shared.records.base import TimeRecord
+from shared.usercode import load_usecase_module
 
 
 class PrePostProcessor:
@@ -33,11 +33,7 @@ def processor_for(usecase: UseCase) -> PrePostProcessor | None:
     path = usecase.folder / "prepostprocessors.py"
     found = None
     if path.is_file():
-        spec = importlib.util.spec_from_file_location(f"usecase_pp_{usecase.folder.name}", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        found = getattr(module, name, None)
+        found = getattr(load_usecase_module(path), name, None)
     if found is None:
         raise StreamerError(
             f"{usecase.name}: consumer.prepostprocessor={name}: no such class in {path} "

@@ -17,14 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
-
 from services.evaluator.logfiles import UseCaseLogs
 from services.evaluator.scoring import EvaluationResult, Scorer
 from services.trainer.service import request_training
 from shared.clients.influx import AioinfluxStore
-from shared.clients.kafka import ensure_topics, make_consumer, start_client
+from shared.clients.kafka import commit_processed, ensure_topics, make_consumer, start_client
 from shared.clients.line_protocol import encode_point
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
@@ -148,14 +145,7 @@ class Evaluator:
             )
             await self._react(result)
             await self._write(result)
-            offsets: dict[TopicPartition, int] = {}
-            for message in messages:
-                tp = TopicPartition(message.topic, message.partition)
-                offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
-            try:
-                await consumer.commit(offsets)
-            except (CommitFailedError, IllegalStateError) as error:
-                log.warning("commit refused after a rebalance", extra={"error": str(error)})
+            await commit_processed(consumer, messages)
             counters = self.counters
             counters.evaluations += 1
             counters.outputs += len(result.outputs)

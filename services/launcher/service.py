@@ -21,12 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 
 from services.launcher.batch import BatchResult, DeadLetter, ModelSlot, process_batch
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore
-from shared.clients.kafka import ensure_topics, make_consumer, make_producer, start_client
+from shared.clients.kafka import (
+    commit_processed,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    start_client,
+)
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.config.live import LiveConfig
@@ -164,15 +170,7 @@ class Launcher:
             consumed_ms,
         )
         await self._write_sinks(result)
-        offsets: dict[TopicPartition, int] = {}
-        for message in messages:
-            tp = TopicPartition(message.topic, message.partition)
-            offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
-        try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as error:
-            # Partitions moved to another member: it replays this batch, our sinks overwrite.
-            log.warning("commit refused after a rebalance", extra={"error": str(error)})
+        await commit_processed(consumer, messages)
         counters = self.counters
         counters.batches += 1
         counters.records += len(messages)

@@ -60,14 +60,11 @@ def prepare(usecase: UseCase) -> Plan:
     if config.producer_type in (ProducerType.BLOCKBYGROUP, ProducerType.TIMESTAMP):
         try:
             column = first_field(record_class_for(usecase).separator)
-        except StreamerError:
-            source.close()
-            raise
-        except Exception as error:  # the use case's own records.py failed to load
+        except StreamerError as error:  # e.g. the use case's own records.py failed to load
             source.close()
             raise ProducerError(
                 f"{usecase.name}: cannot load the record class of problem.type="
-                f"{config.problem_type}: {type(error).__name__}: {error}"
+                f"{config.problem_type}: {error}"
             ) from error
     topics = tuple(dict.fromkeys(config.main_topics))
     return Plan(usecase, source, source_name(config.datafile), column, topics)

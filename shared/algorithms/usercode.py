@@ -8,12 +8,7 @@ object as an inner payload together with that path: unpickling loads algs.py aga
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import pickle
-import re
-import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -21,38 +16,14 @@ from typing import Any
 
 from shared.algorithms.base import Algorithm, Features
 from shared.errors import StreamerError
+from shared.usercode import load_usecase_module, module_name_for
 
 ALGS_FILE = "algs.py"
-_lock = threading.Lock()
-
-
-def module_name_for(path: Path) -> str:
-    slug = re.sub(r"\W", "_", path.parent.name) or "usecase"
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    return f"streamer_usecase_algs_{slug}_{digest}"
 
 
 def load_algs_module(path: Path, module_name: str | None = None) -> ModuleType:
     """Import algs.py once per process (its classes must stay the same objects for pickle)."""
-    path = path.resolve()
-    name = module_name or module_name_for(path)
-    with _lock:
-        module = sys.modules.get(name)
-        if module is not None:
-            return module
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise StreamerError(f"{path}: cannot be imported")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as error:
-            del sys.modules[name]
-            raise StreamerError(
-                f"{path}: import failed: {type(error).__name__}: {error}"
-            ) from error
-        return module
+    return load_usecase_module(path, module_name)
 
 
 def find_user_class(folder: Path | None, class_name: str) -> tuple[Any, Path] | None:

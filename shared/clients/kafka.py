@@ -13,9 +13,15 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
+from aiokafka.structs import ConsumerRecord
 
 from shared.errors import ServiceUnavailableError
 
@@ -130,3 +136,19 @@ async def ensure_topics(
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+async def commit_processed(consumer: AIOKafkaConsumer, messages: Iterable[ConsumerRecord]) -> bool:
+    """Commit the offsets after `messages` (processed and written by the caller). False when
+    the group moved the partitions meanwhile: the new owner replays them, and the services'
+    sinks are keyed by record id, so the replay overwrites instead of duplicating."""
+    offsets: dict[TopicPartition, int] = {}
+    for message in messages:
+        tp = TopicPartition(message.topic, message.partition)
+        offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError) as error:
+        log.warning("commit refused after a rebalance", extra={"error": str(error)})
+        return False
+    return True

@@ -11,47 +11,23 @@ as is; a River metric class is wrapped like the River metrics.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
-import re
-import sys
-import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from shared.errors import StreamerError
 from shared.metrics.base import Metric, clean_name, finite_or_none, first, is_missing, snake_case
+from shared.usercode import load_usecase_module
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.py"
-_lock = threading.Lock()
 
 
 def load_metrics_module(path: Path) -> ModuleType:
     """Import metrics.py once per process, under a name derived from its path."""
-    path = path.resolve()
-    slug = re.sub(r"\W", "_", path.parent.name) or "usecase"
-    name = f"streamer_usecase_metrics_{slug}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
-    with _lock:
-        module = sys.modules.get(name)
-        if module is not None:
-            return module
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise StreamerError(f"{path}: cannot be imported")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as error:
-            del sys.modules[name]
-            raise StreamerError(
-                f"{path}: import failed: {type(error).__name__}: {error}"
-            ) from error
-        return module
+    return load_usecase_module(path)
 
 
 def find_user_metric(folder: Path | None, class_name: str) -> tuple[Any, Path] | None:

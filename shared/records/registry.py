@@ -4,7 +4,6 @@ else among the built-ins (the original looked only in its own package)."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import inspect
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from shared.config import UseCase
 from shared.errors import StreamerError
 from shared.records import builtin
 from shared.records.base import TimeRecord
+from shared.usercode import load_usecase_module
 
 
 def record_class_for(usecase: UseCase) -> type[TimeRecord]:
@@ -45,8 +45,4 @@ def _from_usecase_folder(folder: Path, class_name: str) -> type | None:
     path = folder / "records.py"
     if not path.is_file():
         return None
-    spec = importlib.util.spec_from_file_location(f"usecase_records_{folder.name}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, class_name, None)
+    return getattr(load_usecase_module(path), class_name, None)
