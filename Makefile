@@ -15,7 +15,7 @@ SAMPLE_URL := https://raw.githubusercontent.com/streamer-framework/streamer/mast
 # Environment of the locally started services (ports, URLs), for commands that talk to them.
 WITH_SERVICES_ENV := eval "$$(bash scripts/services.sh env)" &&
 
-.PHONY: help install services services-down services-status data test test-unit lint fmt up down bench
+.PHONY: help install services services-down services-status data test test-unit lint fmt up down bench browser
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -48,7 +48,10 @@ data: ## Download the public data sets that are missing from DATA_DIR
 	    || { rm -f "$$target.part"; echo "error: could not download $$2 to $$target" >&2; exit 1; }; \
 	done
 
-test: install services ## Install, start the services, run every test (unit + integration)
+browser: ## Install Debian's chromium and playwright-core (tests/browser) for the dashboard's browser test
+	bash scripts/browser-setup.sh
+
+test: install services browser ## Install, start the services, run every test (unit + integration)
 	$(WITH_SERVICES_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## Run the tests that need no service

@@ -1,0 +1,463 @@
+"""The dashboard in a real headless browser: Debian's chromium driven by playwright-core
+(tests/browser/driver.mjs; `bash scripts/browser-setup.sh` installs both), against the router
+served by uvicorn on a loopback port and real data in InfluxDB, Redis and Elasticsearch.
+
+The page must load without console errors, show the use case, its model version and the health
+of its services, draw alert markers, and its chart must gain points while the test writes more
+evaluations the way the evaluator does. A screenshot is saved as artifacts/dashboard.png.
+Without a browser: the snapshot when Elasticsearch is down, and the routes' edges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from services.api.dashboard.router import Sources, dashboard_router
+from shared.clients.elastic import connect_elasticsearch
+from shared.clients.influx import AioinfluxStore
+from shared.clients.line_protocol import encode_point
+from shared.clients.redis import connect_redis
+from shared.config import ConnectionSettings
+from shared.heartbeat import Heartbeat, heartbeat_key
+from shared.sinks.elastic import ensure_templates
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BROWSER_DIR = REPO / "tests" / "browser"
+SCREENSHOT = REPO / "artifacts" / "dashboard.png"
+#: This machine's network is closed: without these, chromium floods refused connections.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SETUP_HINT = "install the browser pieces with `bash scripts/browser-setup.sh`"
+HISTORY = 30  # evaluations already written when the page opens
+METRICS = ("accuracy", "macro_f1")
+
+
+def chromium_path() -> str:
+    path = (
+        os.environ.get("STREAMER_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+    if not path:
+        pytest.fail(f"no chromium found: {SETUP_HINT}")
+    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir() or not shutil.which("node"):
+        pytest.fail(f"node or playwright-core missing in {BROWSER_DIR}: {SETUP_HINT}")
+    return path
+
+
+class Browser:
+    """Client of tests/browser/driver.mjs (JSON lines over the node process's stdin/stdout)."""
+
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+        self.next_id = 0
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def launch(cls, executable: str) -> AsyncIterator[Browser]:
+        profile = tempfile.mkdtemp(prefix="streamer-chromium-")
+        with tempfile.TemporaryFile() as stderr:
+            process = await asyncio.create_subprocess_exec(
+                "node",
+                str(BROWSER_DIR / "driver.mjs"),
+                cwd=BROWSER_DIR,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                limit=1 << 24,
+            )
+            browser = cls(process)
+            try:
+                await browser.call(
+                    "launch",
+                    executablePath=executable,
+                    userDataDir=profile,
+                    args=CHROMIUM_FLAGS,
+                    viewport={"width": 1400, "height": 1000},
+                    wait_s=30,
+                )
+                yield browser
+            finally:
+                with contextlib.suppress(Exception):
+                    await browser.call("close", wait_s=10)
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                await process.wait()
+                shutil.rmtree(profile, ignore_errors=True)
+                stderr.seek(0)
+                leftover = stderr.read().decode(errors="replace").strip()
+                if leftover:
+                    print(f"browser driver stderr:\n{leftover[-4000:]}")
+
+    async def call(self, cmd: str, wait_s: float = 15, **arguments: Any) -> Any:
+        self.next_id += 1
+        request = {"id": self.next_id, "cmd": cmd, **arguments}
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write((json.dumps(request) + "\n").encode())
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self.process.stdout.readline(), wait_s)
+        if not line:
+            raise RuntimeError(f"browser driver ended during {cmd!r}")
+        answer = json.loads(line)
+        assert answer["id"] == self.next_id, answer
+        if not answer["ok"]:
+            raise AssertionError(f"browser {cmd} failed: {answer['error']}")
+        return answer["result"]
+
+    async def evaluate(self, expression: str) -> Any:
+        return await self.call("evaluate", expression=expression)
+
+    async def wait_for(self, expression: str, timeout_s: float = 10) -> Any:
+        """Wait until `expression` is truthy in the page; on timeout say what the page has."""
+        try:
+            return await self.call(
+                "waitFor", expression=expression, timeoutMs=timeout_s * 1000, wait_s=timeout_s + 5
+            )
+        except AssertionError as error:
+            state = await self.evaluate("JSON.stringify(window.dashboard)")
+            problems = await self.call("problems")
+            raise AssertionError(
+                f"{error}\nwindow.dashboard = {state}\nproblems: {problems}"
+            ) from error
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """uvicorn in a thread on a free loopback port; yields the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def evaluation_lines(usecase: str, index: int, time_ms: int) -> list[str]:
+    """What the evaluator's `_write` writes for one evaluation (two metrics, two views)."""
+    lines = []
+    for view, offset in (("cumulative", 0.0), ("window", -0.04)):
+        for metric, base in zip(METRICS, (0.82, 0.7), strict=True):
+            value = base + 0.1 * (1 - math.exp(-index / 12)) + offset + 0.02 * math.sin(index)
+            lines.append(
+                encode_point(
+                    f"{usecase}_metrics",
+                    {"view": view, "metric": metric},
+                    {"value": float(value), "evaluation": index},
+                    time_ms * 1_000_000,
+                )
+            )
+    return lines
+
+
+async def publish_model(redis: Any, usecase: str, version: int, time_ms: int) -> None:
+    """What the trainer's ModelStore.publish leaves in Redis, minus the model bytes."""
+    meta = {
+        "version": version,
+        "created_at": time_ms / 1000,
+        "algorithm": "river.tree.HoeffdingTreeClassifier",
+        "mode": "incremental" if version > 1 else "full",
+        "records_learned": 10_000 * version,
+        "reason": "alert: accuracy" if version > 1 else "start",
+    }
+    encoded = {key: json.dumps(value) for key, value in meta.items()}
+    prefix = f"streamer:{usecase}:"
+    await redis.hset(f"{prefix}model:{version}:meta", mapping=encoded)
+    await redis.set(f"{prefix}model:latest", version)
+    await redis.xadd(f"{prefix}models", encoded, id=f"{time_ms}-0")
+
+
+def heartbeat(
+    redis: Any,
+    service: str,
+    usecase: str,
+    model: int | None,
+    interval_s: float = 1,
+    **counters: int,
+) -> Heartbeat:
+    beat = Heartbeat(
+        redis,
+        service,
+        [usecase],
+        lambda: {"counters": {usecase: counters}, "model_versions": {usecase: model}},
+        interval_s=interval_s,
+    )
+    # a key of its own, so that a heartbeat of this process in another test is not overwritten
+    beat.instance = f"{usecase}-{service}"
+    beat.key = heartbeat_key(service, beat.instance)
+    return beat
+
+
+async def test_dashboard_in_a_browser(unique: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    executable = chromium_path()
+    started = time.monotonic()
+    usecase, database, es_prefix = f"dash-{unique}", f"{unique}_dashboard", f"{unique}-"
+    monkeypatch.setenv("STREAMER_INFLUX_DB", database)
+    settings = ConnectionSettings()
+    assert settings.influx_db == database
+    redis = connect_redis(settings)
+    influx = AioinfluxStore(settings)
+    elastic = connect_elasticsearch(settings)
+    beats = [
+        heartbeat(redis, "launcher", usecase, 2, batches=31, records=3100, outputs=3100),
+        heartbeat(redis, "evaluator", usecase, None, evaluations=30, outputs=3000),
+        heartbeat(redis, "trainer", usecase, 2, trainings=2, records_learned=20000),
+    ]
+    beats[2].record_error("InfluxDB unavailable at http://127.0.0.1:18086 (retrying)")
+    try:
+        # history: HISTORY evaluations 3 s apart, ending now; batches; a retrain; two models
+        await influx.ensure_database()
+        now = int(time.time() * 1000)
+        times = [now - (HISTORY - i) * 3000 for i in range(HISTORY)]
+        await influx.write_lines(
+            [line for i, t in enumerate(times) for line in evaluation_lines(usecase, i, t)]
+        )
+        await ensure_templates(elastic, es_prefix)  # no alerts index yet: the page must cope
+        for i, t in enumerate(times):
+            await elastic.index(
+                index=f"{es_prefix}batches",
+                id=f"{usecase}:{i}",
+                document={
+                    "@timestamp": t,
+                    "usecase": usecase,
+                    "evaluation": i,
+                    "records": 100 + 10 * (i % 7),
+                    "records_per_s": 33.0,
+                    "latency_ms_p50": 20 + i % 5,
+                    "latency_ms_p95": 60 + 3 * (i % 9),
+                },
+            )
+        await elastic.indices.refresh(index=f"{es_prefix}batches")
+        await publish_model(redis, usecase, 1, times[0])
+        await redis.xadd(  # what request_training writes, back then (explicit id = time)
+            f"streamer:{usecase}:train:requests",
+            {"reason": "alert: accuracy", "by": "evaluator", "evaluation": "15"},
+            id=f"{times[15]}-0",
+        )
+        await publish_model(redis, usecase, 2, times[20])
+        for beat in beats:
+            await beat.start()
+
+        app = FastAPI()
+        # short-lived event streams: the page must resume them (Last-Event-ID) without a gap
+        router = dashboard_router(settings, es_prefix=es_prefix, stream_lifetime_s=4)
+        app.include_router(router, prefix="/dashboard")
+        with serve(app) as base:
+            async with Browser.launch(executable) as browser:
+                await browser.call("goto", url=f"{base}/dashboard?usecase={usecase}&window=300")
+                await browser.wait_for(
+                    f"window.dashboard && dashboard.points.cumulative >= {HISTORY}"
+                    " && dashboard.points.throughput > 0"
+                )
+                shown = await browser.evaluate(
+                    """({
+                      selected: document.querySelector('#usecase').value,
+                      options: [...document.querySelectorAll('#usecase option')].map(o => o.value),
+                      title: document.title,
+                      model: document.querySelector('#model-version').textContent,
+                      mode: dashboard.mode,
+                      points: dashboard.points,
+                      markers: dashboard.markers,
+                      services: [...document.querySelectorAll('#services tbody tr')].map(r =>
+                        [...r.cells].map(c => c.textContent)),
+                      attribute: document.querySelector('#chart-cumulative').dataset.points,
+                    })"""
+                )
+                assert shown["selected"] == usecase, shown
+                assert usecase in shown["options"] and usecase in shown["title"], shown
+                assert shown["model"] == "v2", shown
+                assert shown["mode"] == "sse", shown
+                assert shown["points"]["window"] >= HISTORY, shown
+                assert shown["points"]["latency"] >= HISTORY, shown
+                assert shown["markers"] >= 3, shown  # two model versions and a retrain request
+                assert int(shown["attribute"]) == shown["points"]["cumulative"], shown
+                health = {row[0]: row for row in shown["services"]}
+                assert health["launcher"][1] == "up" and health["launcher"][4] == "v2", health
+                assert health["producer"][1] == "down", health
+                assert "InfluxDB unavailable" in health["trainer"][6], health
+
+                # records flow: new evaluations and a new model reach the open page
+                before = shown["points"]["cumulative"]
+                for i in range(HISTORY, HISTORY + 3):
+                    await influx.write_lines(evaluation_lines(usecase, i, int(time.time() * 1000)))
+                    await asyncio.sleep(1.1)
+                await publish_model(redis, usecase, 3, int(time.time() * 1000))
+                # the evaluator's alerts index appears (late: the sink buffers) with an alert
+                for state, t in (("started", times[16]), ("stopped", times[24])):
+                    await elastic.index(
+                        index=f"{es_prefix}alerts",
+                        id=f"{usecase}:{t}:{state}",
+                        document={
+                            "@timestamp": t,
+                            "usecase": usecase,
+                            "state": state,
+                            "metrics": ["accuracy"],
+                            "evaluation": 16,
+                            "retrain_requested": state == "started",
+                        },
+                        refresh="wait_for",
+                    )
+                await browser.wait_for(
+                    f"dashboard.points.cumulative > {before} && dashboard.model === 3"
+                    " && document.querySelectorAll('#events li.alert_started').length === 1"
+                    " && document.querySelectorAll('#events li.alert_stopped').length === 1"
+                    " && dashboard.markers >= 6"
+                )
+                # the 4 s streams were resumed with deltas: one full snapshot only
+                resumed = await browser.evaluate(
+                    "[dashboard.mode, dashboard.streams, dashboard.full]"
+                )
+                assert resumed == ["sse", resumed[1], 1] and resumed[1] >= 2, resumed
+                assert (
+                    await browser.evaluate("document.querySelector('#model-version').textContent")
+                    == "v3"
+                )
+                SCREENSHOT.parent.mkdir(exist_ok=True)
+                await browser.call("screenshot", path=str(SCREENSHOT), fullPage=True)
+
+                # the polling fallback shows the same data
+                await browser.call(
+                    "goto", url=f"{base}/dashboard/?usecase={usecase}&transport=poll"
+                )
+                await browser.wait_for(
+                    f"dashboard.mode === 'poll' && dashboard.updates >= 2"
+                    f" && dashboard.points.cumulative > {before}"
+                )
+                assert await browser.call("problems") == []
+    finally:
+        for beat in beats:
+            await beat.stop()
+        await redis.delete(*(beat.key for beat in beats))
+        keys = [key async for key in redis.scan_iter(match=f"streamer:{usecase}:*")]
+        if keys:
+            await redis.delete(*keys)
+        await influx.query(f'DROP DATABASE "{database}"')
+        await elastic.indices.delete(index=f"{es_prefix}*", ignore_unavailable=True)
+        await elastic.indices.delete_index_template(name=f"{es_prefix}*")
+        await redis.aclose()
+        await influx.close()
+        await elastic.close()
+    assert time.monotonic() - started < 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_dashboard_without_elasticsearch(unique: str) -> None:
+    """Elasticsearch down: metrics, model and health still come; the snapshot says what failed;
+    throughput falls back to the evaluator's heartbeat counters; deltas carry new points only."""
+    usecase, database = f"dash-{unique}", f"{unique}_dashboard"
+    settings = ConnectionSettings(influx_db=database, es_url=f"http://127.0.0.1:{free_port()}")
+    sources = Sources(settings)
+    influx = AioinfluxStore(settings)
+    redis = connect_redis(settings)
+    outputs = {"outputs": 1000}
+    beat = heartbeat(redis, "evaluator", usecase, None, interval_s=600)  # beats when told
+    beat.snapshot = lambda: {"counters": {usecase: dict(outputs)}, "model_versions": {}}
+    try:
+        await influx.ensure_database()
+        now = int(time.time() * 1000)
+        await influx.write_lines(evaluation_lines(usecase, 0, now - 5000))
+        await beat.start()
+        first = await sources.snapshot(usecase, 60)
+        assert first["full"] and first["metrics"]["cumulative"]["accuracy"][0][0] <= now - 5000
+        assert first["sources"]["elasticsearch"]["ok"] is False, first["sources"]
+        assert first["sources"]["influxdb"] == {"ok": True} == first["sources"]["redis"]
+        assert first["throughput"] == {"source": None, "points": []}
+        assert [s["service"] for s in first["services"] if s["up"]] == ["evaluator"]
+        assert first["model"] is None
+        listed = await sources.usecases()
+        assert {"name": usecase, "live": True, "configured": False, "metrics": True} in listed[
+            "usecases"
+        ]
+
+        await asyncio.sleep(1)
+        outputs["outputs"] = 1500
+        await beat.beat()
+        await influx.write_lines(evaluation_lines(usecase, 1, int(time.time() * 1000)))
+        delta = await sources.snapshot(usecase, 60, first["cursor"])
+        assert not delta["full"]
+        accuracy = delta["metrics"]["cumulative"]["accuracy"]
+        assert accuracy and all(t >= first["cursor"] for t, _ in accuracy), accuracy
+        assert delta["throughput"]["source"] == "heartbeat"
+        assert 250 < delta["throughput"]["points"][-1][1] <= 500, delta["throughput"]
+    finally:
+        await beat.stop()
+        await redis.delete(beat.key)
+        await influx.query(f'DROP DATABASE "{database}"')
+        await sources.close()
+        await influx.close()
+        await redis.aclose()
+
+
+def test_dashboard_routes(unique: str) -> None:
+    """The page works under any prefix (its base is the request's path), static files cannot
+    escape their folder, and a malformed use-case name is refused."""
+
+    def get(url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    app = FastAPI()
+    app.include_router(dashboard_router(ConnectionSettings()), prefix="/ops/dashboard")
+    with serve(app) as base:
+        status, page = get(f"{base}/ops/dashboard")
+        assert status == 200 and '<base href="/ops/dashboard/">' in page
+        status, page = get(f"{base}/ops/dashboard/?usecase=x")
+        assert status == 200 and '<base href="/ops/dashboard/">' in page
+        assert get(f"{base}/ops/dashboard/static/dashboard.js")[0] == 200
+        status, license_text = get(f"{base}/ops/dashboard/static/vendor/uplot/LICENSE")
+        assert status == 200 and "MIT" in license_text
+        assert get(f"{base}/ops/dashboard/static/..%2Frouter.py")[0] == 404
+        assert get(f"{base}/ops/dashboard/static/%2E%2E/router.py")[0] == 404
+        assert get(f"{base}/ops/dashboard/api/snapshot?usecase=a%20b")[0] == 400
+        assert get(f"{base}/ops/dashboard/api/stream?usecase=..%2Fx")[0] == 400
