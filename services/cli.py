@@ -149,10 +149,77 @@ def offline(
 def api(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    token_env: Annotated[
+        str, typer.Option(help="Environment variable holding the API token.")
+    ] = "STREAMER_API_TOKEN",
+    usecase: Annotated[
+        list[str] | None,
+        typer.Option(help="Use case /health requires (repeat; default: every valid one)."),
+    ] = None,
+    require: Annotated[
+        str, typer.Option(help="Services /health requires per use case, comma-separated.")
+    ] = "launcher,trainer,evaluator",
 ) -> None:
-    """Serve health, configuration and metrics over HTTP (FastAPI)."""
+    """Serve health, configuration and metrics over HTTP (FastAPI). Changes need the token;
+    without one the API serves on loopback only."""
+    import asyncio
+    import os
+
+    from services.api.server import serve
+
     configure_logging()
-    raise _fail(StreamerError(f"the api service is not implemented yet ({host}:{port})"))
+    required = [name.strip() for name in require.split(",") if name.strip()]
+    try:
+        asyncio.run(
+            serve(
+                host,
+                port,
+                token=os.environ.get(token_env) or None,
+                required_services=required,
+                health_usecases=usecase or None,
+            )
+        )
+    except StreamerError as error:
+        raise _fail(error) from None
+
+
+@app.command()
+def run(
+    usecases: UseCases,
+    port: Annotated[int, typer.Option(help="Port of the api sidecar (on 127.0.0.1).")] = 8000,
+    stop_timeout: Annotated[
+        float, typer.Option(help="Seconds each service has to stop before SIGKILL.")
+    ] = 30.0,
+) -> None:
+    """Run producer, launcher, trainer, evaluator and api as local processes; restart crashed
+    ones with backoff; Ctrl-C stops them in order. STREAMER_MODEL_SECRET is generated for the
+    run when unset."""
+    from services.supervisor import run_pipeline
+
+    configure_logging()
+    names = [usecase.name for usecase in _load_all(usecases)]
+    code = run_pipeline(usecases, names=names, port=port, stop_timeout_s=stop_timeout)
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def status(
+    url: Annotated[str, typer.Option(help="The sidecar's health endpoint.")] = (
+        "http://127.0.0.1:8000/health"
+    ),
+) -> None:
+    """Print the health of every service (from the sidecar, else from Redis heartbeats);
+    exit status 1 when a required service is down."""
+    import asyncio
+
+    from services.supervisor_status import gather_health, print_health
+
+    try:
+        health = asyncio.run(gather_health(url, ConnectionSettings()))
+    except StreamerError as error:
+        raise _fail(error) from None
+    print_health(health)
+    raise typer.Exit(code=0 if health.ok else 1)
 
 
 if __name__ == "__main__":

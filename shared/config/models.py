@@ -43,7 +43,10 @@ def _normalize_producer_type(value: Any) -> Any:
 
 
 class _PropsModel(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+    # nan/inf are never meaningful settings (a threshold of nan would never fire)
+    model_config = ConfigDict(
+        populate_by_name=True, frozen=True, extra="forbid", allow_inf_nan=False
+    )
 
     @classmethod
     def known_keys(cls) -> set[str]:

@@ -1,0 +1,145 @@
+"""The FastAPI sidecar: how people and orchestrators see and steer the running pipelines.
+
+`create_app` builds the app; its lifespan opens the Redis, InfluxDB and Elasticsearch clients
+(and closes them, awaited) and keeps the API's own heartbeat. Endpoints: docs/api.md, and the
+OpenAPI documentation at /docs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from redis.exceptions import RedisError
+
+from services.api.catalog import Catalog
+from services.api.dashboard.router import dashboard_router
+from services.api.dependencies import DEFAULT_REQUIRED, ApiContext
+from services.api.errors import install_error_handlers
+from services.api.health import load_heartbeats
+from services.api.prometheus import ApiMetrics, RequestMetrics, ScrapeApp
+from services.api.routes import health, observations, usecases
+from shared.clients.elastic import connect_elasticsearch
+from shared.clients.influx import AioinfluxStore
+from shared.clients.redis import connect_redis
+from shared.config.settings import ConnectionSettings
+from shared.heartbeat import Heartbeat
+from shared.sinks import DEFAULT_PREFIX
+
+log = logging.getLogger("api")
+
+DESCRIPTION = """\
+Health, configuration, metrics, alerts and models of the STREAMER pipelines.
+
+Reading is open; every changing endpoint (PATCH, POST) and the configuration audit log need
+`Authorization: Bearer <token>` (the token of `STREAMER_API_TOKEN`). Without a configured token
+nothing can be changed, and the API refuses to serve beyond loopback.
+"""
+
+
+def create_app(
+    settings: ConnectionSettings | None = None,
+    usecases_dir: Path | None = None,
+    token: str | None = None,
+    *,
+    required_services: Sequence[str] = DEFAULT_REQUIRED,
+    health_usecases: Sequence[str] | None = None,
+    heartbeat: bool = True,
+    es_prefix: str = DEFAULT_PREFIX,
+) -> FastAPI:
+    """The API on the given connections; `health_usecases` None means every valid use case of
+    `usecases_dir` (default: settings.usecases_dir); `heartbeat` writes the API's own;
+    `es_prefix` is the evaluator's Elasticsearch index prefix."""
+    settings = settings or ConnectionSettings()
+    context = ApiContext(
+        settings=settings,
+        catalog=Catalog(usecases_dir or settings.usecases_dir, settings),
+        token=token or None,
+        required_services=tuple(required_services),
+        health_usecases=None if health_usecases is None else tuple(health_usecases),
+        es_prefix=es_prefix,
+    )
+    app = FastAPI(
+        title="STREAMER API",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=_lifespan_with(heartbeat),
+    )
+    app.state.api = context
+    metrics = app.state.metrics = ApiMetrics()
+    for module in (health, usecases, observations):
+        app.include_router(module.router)
+    # include_router, not mount: FastAPI then runs the dashboard's lifespan (its clients).
+    # Its JSON routes are the page's own, not the public API: kept out of the OpenAPI schema.
+    app.include_router(
+        dashboard_router(settings, es_prefix=es_prefix),
+        prefix="/dashboard",
+        include_in_schema=False,
+    )
+    scrape = ScrapeApp(metrics, lambda: _pipeline_state(context))
+    app.add_route("/metrics", scrape, include_in_schema=False)  # no redirect to /metrics/
+    app.mount("/metrics", scrape)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    install_error_handlers(app)
+    return app
+
+
+def _lifespan_with(heartbeat: bool):
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context: ApiContext = app.state.api
+        async with contextlib.AsyncExitStack() as stack:
+            context.config_lock = asyncio.Lock()
+            context.redis = connect_redis(context.settings)
+            stack.push_async_callback(context.redis.aclose)
+            context.influx = AioinfluxStore(context.settings)
+            stack.push_async_callback(context.influx.close)
+            context.elastic = connect_elasticsearch(context.settings)
+            stack.push_async_callback(context.elastic.close)
+            if heartbeat:
+                beat = Heartbeat(context.redis, "api", await context.known_usecases())
+                starting = asyncio.create_task(_start(beat), name="api-heartbeat-start")
+                stack.push_async_callback(_stop, beat, starting)
+            log.info("api ready", extra={"usecases_dir": str(context.catalog.usecases_dir)})
+            yield
+        log.info("api stopped")
+
+    return lifespan
+
+
+async def _start(beat: Heartbeat) -> None:
+    """Start the heartbeat; while Redis does not answer, try again (the API serves meanwhile,
+    and /health says what is wrong)."""
+    while True:
+        try:
+            await beat.start()
+            return
+        except (RedisError, OSError) as error:
+            log.warning("api heartbeat not written, retrying", extra={"error": str(error)})
+            await asyncio.sleep(beat.interval_s)
+
+
+async def _stop(beat: Heartbeat, starting: asyncio.Task[None]) -> None:
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    await beat.stop()
+
+
+async def _pipeline_state(context: ApiContext) -> tuple[list[dict[str, Any]], list[str], tuple]:
+    assert context.redis is not None
+    heartbeats = await load_heartbeats(context.redis)
+    return heartbeats, await context.known_usecases(), context.required_services
+
+
+def _version() -> str:
+    try:
+        return version("streamer")
+    except PackageNotFoundError:
+        return "0"

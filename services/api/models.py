@@ -1,0 +1,175 @@
+"""What the API answers, as pydantic models: they are the OpenAPI schema clients generate from,
+so every field says what it holds."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+# A props value in a PATCH body: text as in a props file, or a JSON number/bool/list that is
+# turned into that text (`500` -> "500", `true` -> "true", `["a", "b"]` -> "a,b").
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+PropValue = Scalar | list[Scalar]
+
+
+class ServiceCheck(BaseModel):
+    """One required service of one use case, as its heartbeats show it."""
+
+    usecase: str
+    service: str
+    up: bool = Field(description="a live heartbeat with status `running` names this use case")
+    status: str | None = Field(description="`running`, `stopping`, or null without heartbeat")
+    instances: list[str] = Field(description="`<hostname>-<pid>` of each live heartbeat")
+    last_error: str | None
+    age_s: float | None = Field(description="seconds since the newest heartbeat was written")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    required_services: list[str]
+    usecases: list[str]
+    checks: list[ServiceCheck]
+    problems: list[str] = Field(description="why the status is not ok, one line per problem")
+
+
+class Issue(BaseModel):
+    """A configuration problem, located like `streamer config validate` locates it."""
+
+    file: str = Field(description="relative to the use-case folder")
+    line: int | None
+    key: str
+    reason: str
+
+
+class UseCaseSummary(BaseModel):
+    name: str
+    valid: bool
+    errors: list[Issue]
+    warnings: list[str]
+    services: list[str] = Field(description="services whose live heartbeat names this use case")
+    model_version: int | None = Field(description="newest model version a service reports")
+
+
+class UseCaseList(BaseModel):
+    usecases_dir: str
+    usecases: list[UseCaseSummary]
+
+
+class UseCaseConfig(BaseModel):
+    usecase: str
+    config: dict[str, Any] = Field(
+        description="UseCase.resolved() with the overrides applied; secrets masked"
+    )
+    overrides: dict[str, str] = Field(description="the run-time overrides stored in Redis")
+    override_errors: list[Issue] = Field(
+        description="set when the stored overrides no longer validate (config shown without them)"
+    )
+    mutable_keys: list[str]
+
+
+class AuditEntry(BaseModel):
+    id: str = Field(description="Redis stream entry id")
+    who: str
+    at: float = Field(description="epoch seconds")
+    key: str
+    old: str
+    new: str
+
+
+class AuditLog(BaseModel):
+    usecase: str
+    entries: list[AuditEntry] = Field(description="newest first")
+
+
+class RetrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, min_length=1, max_length=500)
+
+
+class RetrainAccepted(BaseModel):
+    usecase: str
+    request_id: str = Field(description="entry id in `streamer:<usecase>:train:requests`")
+    reason: str
+    by: str
+
+
+class MetricValue(BaseModel):
+    view: str
+    metric: str
+    value: float | None
+    time_ms: int
+
+
+class MetricSeries(BaseModel):
+    view: str
+    metric: str
+    points: list[tuple[int, float | None]] = Field(description="[epoch ms, value], oldest first")
+
+
+class Metrics(BaseModel):
+    usecase: str
+    latest: list[MetricValue]
+    series: list[MetricSeries] | None = Field(description="only with `since`")
+
+
+class AlertDocument(BaseModel):
+    """A document of `streamer-alerts` (fields: shared/sinks/documents.py)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    timestamp: int | None = Field(None, alias="@timestamp", description="epoch ms")
+    state: str | None = None
+    metrics: list[str] = Field(default_factory=list)
+    evaluation: int | None = None
+    retrain_requested: bool | None = None
+    detection_ids: list[str] = Field(default_factory=list)
+
+
+class DetectionDocument(BaseModel):
+    """A document of `streamer-detections`."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    timestamp: int | None = Field(None, alias="@timestamp", description="epoch ms")
+    detection_id: str | None = None
+    metric: str | None = None
+    detector: str | None = None
+    start: int | None = None
+    stop: int | None = None
+    touched: int | None = None
+    start_time: int | None = None
+    stop_time: int | None = None
+    touched_time: int | None = None
+    magnitude: float | None = None
+    active: bool | None = None
+
+
+class Alerts(BaseModel):
+    usecase: str
+    alerts: list[AlertDocument] = Field(description="newest first")
+    detections: list[DetectionDocument] = Field(description="newest first")
+
+
+class ModelInfo(BaseModel):
+    """One published model version; other metadata the trainer adds is kept as is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: int
+    created_at: float | None = None
+    algorithm: str | None = None
+    mode: str | None = None
+    reason: str | None = None
+    records_learned: int | None = None
+    new_records: int | None = None
+    training_seconds: float | None = None
+    size_bytes: int | None = None
+    lag_ms: int | None = None
+
+
+class Models(BaseModel):
+    usecase: str
+    latest: int | None
+    versions: list[ModelInfo] = Field(description="newest first")
