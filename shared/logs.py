@@ -52,5 +52,7 @@ def configure_logging(level: str = "INFO", json_lines: bool | None = None) -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiokafka logs every reconnect attempt at INFO; keep its warnings only.
-    logging.getLogger("aiokafka").setLevel(max(root.level, logging.WARNING))
+    # aiokafka logs every reconnect attempt, elastic_transport every request, at INFO: keep
+    # their warnings only.
+    for noisy in ("aiokafka", "elastic_transport"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
