@@ -56,6 +56,7 @@ class LauncherCounters:
     outputs: int = 0
     dead_letters: int = 0
     model_swaps: int = 0
+    lag: int = 0  # records in the assigned partitions not processed yet, after the last batch
 
 
 class _WaitForBatch(ConsumerRebalanceListener):
@@ -171,6 +172,7 @@ class Launcher:
         )
         await self._write_sinks(result)
         await commit_processed(consumer, messages)
+        self.counters.lag = await _lag(consumer)
         counters = self.counters
         counters.batches += 1
         counters.records += len(messages)
@@ -264,6 +266,16 @@ class Launcher:
                 "mode": meta.get("mode"),
             },
         )
+
+
+async def _lag(consumer) -> int:
+    """Records behind the high watermark in the assigned partitions (0 when unknown)."""
+    lag = 0
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            lag += max(0, highwater - await consumer.position(tp))
+    return lag
 
 
 def _consumer_tuning(usecase: UseCase) -> dict[str, int]:

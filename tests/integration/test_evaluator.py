@@ -8,6 +8,8 @@ import shutil
 
 from shared.clients.elastic import connect_elasticsearch
 from shared.clients.influx import AioinfluxStore
+from shared.clients.redis import connect_redis
+from shared.heartbeat import read_heartbeats
 from tests.integration.pipeline_helpers import (
     REPO,
     collect_outputs,
@@ -60,9 +62,13 @@ async def test_the_kdd_run_leaves_metrics_alerts_models_and_log_files(
         outputs = await collect_outputs(kafka_bootstrap, f"{unique}.out", expected, 120)
         assert expected <= {o["record_id"] for o in outputs}, log.read_text()[-3000:]
         counts = await wait_for_documents(connections, unique, 60)
+        launcher = await launcher_heartbeat(connections, unique)
     assert counts["metrics"] > 0 and counts["batches"] > 0, counts
     assert counts["alerts"] > 0 and counts["detections"] > 0, counts
     assert counts["models"] > 0, counts
+    # the launcher's heartbeat counts what it did, and nothing is left behind in its partitions
+    assert launcher["counters"][unique]["outputs"] == ROWS
+    assert launcher["counters"][unique]["lag"] == 0
 
     logs = workdir / "logs" / unique
     metrics_log = (logs / "metricsLog").read_text()
@@ -82,6 +88,21 @@ async def test_the_kdd_run_leaves_metrics_alerts_models_and_log_files(
     finally:
         await influx.close()
     assert 0.9 < rows[0]["last"] <= 1.0
+
+
+async def launcher_heartbeat(connections, usecase: str) -> dict:
+    """The launcher's heartbeat once it reports every record (it beats every 3 s)."""
+    redis = connect_redis(connections)
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                for beat in await read_heartbeats(redis):
+                    done = beat["counters"].get(usecase, {}).get("outputs", 0) >= ROWS
+                    if beat["service"] == "launcher" and usecase in beat["usecases"] and done:
+                        return beat
+                await asyncio.sleep(0.5)
+    finally:
+        await redis.aclose()
 
 
 async def wait_for_documents(connections, usecase: str, wait_s: float) -> dict[str, int]:
