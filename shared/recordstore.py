@@ -4,6 +4,12 @@ One measurement per use case. A point's identity is (tags `source`, `topic`, `pa
 the Kafka offset in nanoseconds): unique, the same when a record is processed again after a
 crash (the point is overwritten, not duplicated), and increasing in write order within a series,
 so the trainer's per-series cursor never skips a point written late. The event time is a field.
+
+InfluxDB 1.x stores each field of a point separately, so a query running during a write can see
+a point with only some of its fields. The launcher therefore writes, after each successful
+batch, a progress point per topic/partition (measurement `<usecase>_progress`, time 0, field
+`offset` = the batch's last offset): every point up to that offset is complete, and the trainer
+reads no further.
 """
 
 from __future__ import annotations
@@ -24,6 +30,16 @@ META_FIELDS = frozenset({EVENT_TIME, RECORD_ID})
 
 def measurement_for(usecase: str) -> str:
     return usecase
+
+
+def progress_measurement(measurement: str) -> str:
+    return f"{measurement}_progress"
+
+
+def progress_point(measurement: str, topic: str, partition: int, offset: int) -> str:
+    """Every record point of topic/partition up to `offset` is completely written."""
+    tags = {"topic": topic, "partition": str(partition)}
+    return encode_point(progress_measurement(measurement), tags, {"offset": offset}, 0)
 
 
 def record_point(
@@ -61,6 +77,8 @@ def examples_from_rows(rows: Iterable[dict[str, Any]]) -> list[StoredExample]:
     """Rows of `SELECT * ... GROUP BY *` (time in ns epoch) back into training examples."""
     examples = []
     for row in rows:
+        if row.get(EVENT_TIME) is None:
+            continue  # a point still being written (see the module docstring)
         x = {
             key: value
             for key, value in row.items()

@@ -17,7 +17,7 @@ from aiokafka.structs import ConsumerRecord
 from shared.algorithms.base import Algorithm
 from shared.prepostprocessors import PrePostProcessor
 from shared.records.base import RecordError, TimeRecord
-from shared.recordstore import record_point
+from shared.recordstore import progress_point, record_point
 
 RECORD_ID_HEADER = "record-id"
 
@@ -39,6 +39,8 @@ class BatchResult:
     dead: list[DeadLetter] = field(default_factory=list)
     # (prediction, first target) of each processed record, for progress counters and tests
     scored: list[tuple[Any, Any]] = field(default_factory=list)
+    # written after influx_lines succeeded: the trainer reads records up to these offsets
+    progress_lines: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -124,6 +126,14 @@ def process_batch(
         }
         result.outputs.append((output_id.encode(), json.dumps(value).encode()))
         result.scored.append((prediction, record.targets[0] if record.targets else None))
+    last: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic, message.partition)
+        last[key] = max(last.get(key, -1), message.offset)
+    result.progress_lines = [
+        progress_point(measurement, topic, partition, offset)
+        for (topic, partition), offset in last.items()
+    ]
     return result
 
 

@@ -189,6 +189,7 @@ class Launcher:
                         self.influx.write_lines(result.influx_lines),
                         self._send_all(result),
                     )
+                    await self.influx.write_lines(result.progress_lines)
                 return
             except (TimeoutError, KafkaError, OSError, ServiceUnavailableError) as error:
                 if attempt == SINK_ATTEMPTS:

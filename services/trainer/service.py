@@ -29,7 +29,12 @@ from shared.config import UseCase
 from shared.config.live import LiveConfig
 from shared.errors import ServiceUnavailableError
 from shared.modelstore import ModelStore, model_secret
-from shared.recordstore import StoredExample, examples_from_rows, measurement_for
+from shared.recordstore import (
+    StoredExample,
+    examples_from_rows,
+    measurement_for,
+    progress_measurement,
+)
 
 log = logging.getLogger("trainer")
 
@@ -228,42 +233,52 @@ class Trainer:
 
         await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
-    async def _series(self) -> list[tuple[str, str, str]]:
+    async def _series(self) -> list[tuple[tuple[str, str, str], int]]:
+        """Each series with the offset up to which its points are completely written (the
+        launcher's progress points; a series without one has nothing complete yet)."""
+        progress = await self.influx.query(
+            f'SELECT "offset" FROM "{progress_measurement(self.measurement)}" GROUP BY *'
+        )
+        complete = {
+            (str(row["topic"]), str(row["partition"])): int(row["offset"]) for row in progress
+        }
         rows = await self.influx.query(f'SHOW SERIES FROM "{self.measurement}"')
         found = []
         for row in rows:
             parts = dict(part.split("=", 1) for part in str(row["key"]).split(",")[1:])
-            found.append(
-                (parts.get("source", ""), parts.get("topic", ""), parts.get("partition", ""))
-            )
+            topic, partition = parts.get("topic", ""), parts.get("partition", "")
+            if (topic, partition) in complete:
+                series = (parts.get("source", ""), topic, partition)
+                found.append((series, complete[(topic, partition)]))
         return found
 
     async def _new_examples(self) -> list[StoredExample]:
-        """Every point after the cursor, in event-time order across series."""
+        """Every complete point after the cursor, in event-time order across series."""
         examples: list[StoredExample] = []
-        for series in await self._series():
+        for series, watermark in await self._series():
             position = self.cursor.get(series_key(series), -1)
-            while True:
+            while position < watermark:
                 rows = await self.influx.query(
                     f'SELECT * FROM "{self.measurement}" WHERE {_series_filter(series)} '
-                    f"AND time > {position} ORDER BY time ASC LIMIT {CHUNK}"
+                    f"AND time > {position} AND time <= {watermark} "
+                    f"ORDER BY time ASC LIMIT {CHUNK}"
                 )
-                batch = examples_from_rows(rows)
-                examples.extend(batch)
-                if len(batch) < CHUNK:
+                examples.extend(examples_from_rows(rows))
+                if len(rows) < CHUNK:
                     break
-                position = batch[-1].position
+                position = int(rows[-1]["time"])
         examples.sort(key=lambda example: (example.event_time_ms, example.position))
         return examples
 
     async def _recent_examples(self) -> list[StoredExample]:
-        """The most recent training.maxdata points (-1: all), oldest first."""
+        """The most recent training.maxdata complete points (-1: all), oldest first."""
         limit = self.usecase.algs.training_maxdata
         clause = f" ORDER BY time DESC LIMIT {limit}" if limit > 0 else ""
         examples: list[StoredExample] = []
-        for series in await self._series():
+        for series, watermark in await self._series():
             rows = await self.influx.query(
-                f'SELECT * FROM "{self.measurement}" WHERE {_series_filter(series)}{clause}'
+                f'SELECT * FROM "{self.measurement}" WHERE {_series_filter(series)} '
+                f"AND time <= {watermark}{clause}"
             )
             examples.extend(examples_from_rows(rows))
         examples.sort(key=lambda example: (example.event_time_ms, example.position))

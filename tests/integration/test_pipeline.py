@@ -55,7 +55,7 @@ async def test_every_record_gets_one_prediction_and_models_improve(
             await asyncio.to_thread(run_producer, folder, env, log)
             expected = {f"kdd:{line}" for line in range(1, ROWS + 1)}
             outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 180)
-            versions = await wait_for_versions(store, learned=ROWS, wait_s=60)
+            versions = await wait_for_versions(store, learned=ROWS, wait_s=120)
     finally:
         await redis.aclose()
     ids = collections.Counter(output["record_id"] for output in outputs)

@@ -13,7 +13,7 @@ from shared.clients.redis import connect_redis
 from shared.config import load_usecase
 from shared.modelstore import ModelStore
 from shared.records import KDDClassificationRecord
-from shared.recordstore import record_point
+from shared.recordstore import progress_point, record_point
 from tests.integration.pipeline_helpers import kdd_slice
 
 
@@ -49,11 +49,15 @@ async def setup(tmp_path, data_dir, connections, unique):
                 for i in range(first, last)
             ]
         )
+        # as the launcher does after each batch: the points up to here are complete
+        await influx.write_lines([progress_point(unique, "t", partition, last - 1)])
 
     yield usecase, write, ModelStore(redis, unique, b"k"), redis
     await influx.query(f'DROP DATABASE "{unique}"')
     await influx.close()
-    await redis.delete(*[key async for key in redis.scan_iter(f"streamer:{unique}:*")])
+    keys = [key async for key in redis.scan_iter(f"streamer:{unique}:*")]
+    if keys:
+        await redis.delete(*keys)
     await redis.aclose()
 
 
@@ -127,3 +131,32 @@ async def _latest_with_mode(store: ModelStore, mode: str, after: dict | None = N
         return None
     meta = await store.metadata(version)
     return meta if meta["mode"] == mode else None
+
+
+async def test_points_beyond_the_launchers_progress_are_not_learned_yet(setup, tmp_path):
+    """A point is learned only once the launcher's progress point covers it: InfluxDB may show
+    a point being written with some of its fields only."""
+    usecase, write, _, _ = setup
+    await write(0, 100)  # confirmed by a progress point at offset 99
+    line = (tmp_path / "kdd.csv").read_text().splitlines()[0]
+    pending = [
+        record_point(
+            usecase.name,
+            KDDClassificationRecord.parse(line, "kdd"),
+            topic="t",
+            partition=0,
+            offset=offset,
+            event_time_ms=offset,
+            record_id=f"kdd:{offset}",
+        )
+        for offset in range(100, 150)
+    ]
+    trainer = Trainer(usecase, asyncio.Event())
+    trainer.influx = AioinfluxStore(usecase.connections)
+    try:
+        await trainer.influx.write_lines(pending)  # written, not confirmed yet
+        assert len(await trainer._new_examples()) == 100
+        await trainer.influx.write_lines([progress_point(usecase.name, "t", 0, 149)])
+        assert len(await trainer._new_examples()) == 150
+    finally:
+        await trainer.influx.close()
