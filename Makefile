@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 # The data sets: ../shared/data beside the checkout when it exists (developers, CI), else ./data.
 DATA_DIR ?= $(if $(wildcard ../shared/data/kdd-cup-99),$(abspath ../shared/data),$(abspath data))
 PYTEST_ARGS ?=
+API_PORT ?= 8000
 export STREAMER_DATA_DIR := $(DATA_DIR)
 
 KDD_URL := http://kdd.ics.uci.edu/databases/kddcup99/kddcup.data_10_percent.gz
@@ -63,13 +64,16 @@ lint: install ## ruff lint and format check
 fmt: install ## ruff format and autofix
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-up: install ## Run the pipeline of USECASE (e.g. make up USECASE=kdd-cup-99)
+up: ## Run the pipeline of USECASE (e.g. make up USECASE=kdd-cup-99 or USECASE=a,b); Ctrl-C stops it
 	@if [ -z "$(USECASE)" ]; then echo "error: say which use case: make up USECASE=kdd-cup-99" >&2; exit 2; fi
+	@$(MAKE) --no-print-directory install data services
 	$(VENV)/bin/streamer config validate $(subst $(comma), ,$(USECASE)) > /dev/null
-	@echo "make up: not implemented yet: the pipeline services and Compose arrive with the next issues." >&2
-	@exit 1
+	@echo "make up: local mode (the Compose deployment is not there yet): the pipeline runs as local"
+	@echo "processes on the services of 'make services'. Dashboard: http://127.0.0.1:$(API_PORT)/dashboard,"
+	@echo "health: http://127.0.0.1:$(API_PORT)/health, Kibana's dashboard: compose/kibana/ (needs Compose)."
+	$(WITH_SERVICES_ENV) $(VENV)/bin/streamer run $(subst $(comma), ,$(USECASE)) --port $(API_PORT)
 
-down: services-down ## Stop what `make up` started
+down: services-down ## Stop what `make up` started (the pipeline stops with Ctrl-C; this stops the services)
 
 comma := ,
 
