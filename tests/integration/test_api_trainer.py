@@ -8,7 +8,7 @@ import time
 
 from shared.clients.influx import AioinfluxStore
 from shared.records import KDDClassificationRecord
-from shared.recordstore import record_point
+from shared.recordstore import progress_point, record_point
 from tests.integration.pipeline_helpers import kdd_slice, service, service_env
 from tests.integration.test_api import AUTH, cleanup, make_usecase, running_api
 
@@ -38,6 +38,8 @@ async def test_patching_training_interval_changes_the_running_trainer(
             for index, line in enumerate(lines)
         ]
     )
+    # as the launcher does after a batch: these points are complete
+    await influx.write_lines([progress_point(unique, unique, 0, len(lines) - 1)])
     await influx.close()
     log = tmp_path / "trainer.log"
     try:
