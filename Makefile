@@ -71,7 +71,9 @@ up: ## Run the pipeline of USECASE (e.g. make up USECASE=kdd-cup-99 or USECASE=a
 	@echo "make up: local mode (the Compose deployment is not there yet): the pipeline runs as local"
 	@echo "processes on the services of 'make services'. Dashboard: http://127.0.0.1:$(API_PORT)/dashboard,"
 	@echo "health: http://127.0.0.1:$(API_PORT)/health, Kibana's dashboard: compose/kibana/ (needs Compose)."
-	$(WITH_SERVICES_ENV) $(VENV)/bin/streamer run $(subst $(comma), ,$(USECASE)) --port $(API_PORT)
+	@mkdir -p .run && [ -s .run/model-secret ] || (umask 077 && $(PY) -c 'import secrets; print(secrets.token_hex(32))' > .run/model-secret)
+	$(WITH_SERVICES_ENV) STREAMER_MODEL_SECRET="$${STREAMER_MODEL_SECRET:-$$(cat .run/model-secret)}" \
+	  $(VENV)/bin/streamer run $(subst $(comma), ,$(USECASE)) --port $(API_PORT)
 
 down: services-down ## Stop what `make up` started (the pipeline stops with Ctrl-C; this stops the services)
 

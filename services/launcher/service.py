@@ -37,7 +37,7 @@ from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.config.live import LiveConfig
 from shared.errors import ServiceUnavailableError
-from shared.modelstore import ModelStore, model_secret
+from shared.modelstore import ModelIntegrityError, ModelStore, model_secret
 from shared.prepostprocessors import processor_for
 from shared.records import record_class_for
 from shared.recordstore import measurement_for
@@ -85,6 +85,7 @@ class Launcher:
         self.measurement = measurement_for(usecase.name)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"launcher-{usecase.name}")
         self.batch_lock = asyncio.Lock()
+        self.refused: set[int] = set()  # model versions that failed their HMAC check
         streaming = usecase.streaming
         self.model = ModelSlot(
             None, None, learn=streaming.online_train, predict=streaming.online_inference
@@ -254,7 +255,17 @@ class Launcher:
         )
         if live_is_fresher:
             return
-        loaded = await self.store.load(latest)
+        if latest in self.refused:
+            return
+        try:
+            loaded = await self.store.load(latest)
+        except ModelIntegrityError as error:
+            # never unpickled; keep predicting with the live model and say so once
+            self.refused.add(latest)
+            log.error(str(error), extra={"usecase": self.usecase.name, "version": latest})
+            if self.model.algorithm is None:
+                self.model.algorithm = build_algorithm(self.usecase)
+            return
         if loaded is None:
             return
         self.model.algorithm, self.model.version = loaded.algorithm, loaded.version

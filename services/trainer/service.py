@@ -28,7 +28,7 @@ from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.config.live import LiveConfig
 from shared.errors import ServiceUnavailableError
-from shared.modelstore import ModelStore, model_secret
+from shared.modelstore import ModelIntegrityError, ModelStore, model_secret
 from shared.recordstore import (
     StoredExample,
     examples_from_rows,
@@ -96,8 +96,14 @@ class Trainer:
         return self.counters
 
     async def _resume(self) -> None:
-        """Continue from the newest published version: its model and its cursor."""
-        latest = await self.store.load()
+        """Continue from the newest published version: its model and its cursor. A version that
+        fails its HMAC check is never unpickled: the trainer starts afresh (from the first
+        stored record) and its next version replaces it."""
+        try:
+            latest = await self.store.load()
+        except ModelIntegrityError as error:
+            log.error(f"{error}; starting from a fresh model", extra={"usecase": self.usecase.name})
+            return
         if latest is not None and latest.algorithm is not None:
             self.algorithm = latest.algorithm
             self.model_version = latest.version

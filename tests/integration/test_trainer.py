@@ -8,6 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from services.trainer.service import Trainer, request_training
+from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore
 from shared.clients.redis import connect_redis
 from shared.config import load_usecase
@@ -160,3 +161,19 @@ async def test_points_beyond_the_launchers_progress_are_not_learned_yet(setup, t
         assert len(await trainer._new_examples()) == 150
     finally:
         await trainer.influx.close()
+
+
+async def test_a_model_signed_with_another_secret_is_refused_and_replaced(setup):
+    usecase, write, store, redis = setup
+    await write(0, 300)
+    foreign = ModelStore(redis, usecase.name, b"another secret")
+    await foreign.publish(build_algorithm(usecase), mode="continuous", records_learned=999)
+    stop = asyncio.Event()
+    task = asyncio.create_task(Trainer(usecase, stop).run())
+    try:
+        fresh = await wait_until(lambda: _latest_with_mode(store, "continuous", {"version": 1}))
+    finally:
+        stop.set()
+        await task
+    assert fresh["version"] == 2 and fresh["records_learned"] == 300  # not 999 + 300
+    assert (await store.load()).algorithm is not None  # its own bytes pass the check
