@@ -49,3 +49,13 @@ def load_usecase_module(path: Path, module_name: str | None = None) -> ModuleTyp
                 f"{path}: import failed: {type(error).__name__}: {error}"
             ) from error
         return module
+
+
+def searched_place(folder: Path | None, filename: str, name: str) -> str:
+    """How an error says where a use-case class was looked for and why it was not found."""
+    if folder is None:
+        return "no use-case folder"
+    path = folder / filename
+    if not path.is_file():
+        return f"{path} (no such file)"
+    return f"{path} (no {name} in it)"

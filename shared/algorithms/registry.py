@@ -33,6 +33,7 @@ from shared.algorithms.sklearn_algorithm import (
 )
 from shared.algorithms.usercode import ALGS_FILE, UserAlgorithm, find_user_class
 from shared.errors import StreamerError
+from shared.usercode import searched_place
 
 if TYPE_CHECKING:
     from shared.config import ConnectionSettings, UseCase
@@ -69,7 +70,7 @@ def build(
     if user is not None:
         found, path = user
         return UserAlgorithm(_from_object(found, name, parse_params(params), what), path)
-    searched.append(_user_place(folder, name))
+    searched.append(searched_place(folder, ALGS_FILE, name))
 
     if name in BUILTINS:
         return BUILTINS[name](parse_params(params), what)
@@ -87,15 +88,6 @@ def build(
     close = difflib.get_close_matches(name, [*BUILTINS, EXTERNAL], n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise StreamerError(f"{what}: no such algorithm. Looked in: {'; '.join(searched)}.{hint}")
-
-
-def _user_place(folder: Path | None, name: str) -> str:
-    if folder is None:
-        return "no use-case folder"
-    path = folder / ALGS_FILE
-    if not path.is_file():
-        return f"{path} (no such file)"
-    return f"{path} (no {name} in it)"
 
 
 def _import(dotted: str) -> tuple[Any, str]:

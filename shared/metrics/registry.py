@@ -27,6 +27,7 @@ from shared.metrics import intervals, regression, show
 from shared.metrics.base import Metric, snake_case
 from shared.metrics.river_adapter import NOT_SCALAR, RiverMetric
 from shared.metrics.user import METRICS_FILE, UserMetric, find_user_metric, user_metric_names
+from shared.usercode import searched_place
 
 if TYPE_CHECKING:
     from shared.config import UseCase
@@ -117,7 +118,7 @@ def build_metric(
         metric = _from_user_object(found, path, name)
         metric.spec = spec
         return metric
-    searched.append(_user_place(folder, name))
+    searched.append(searched_place(folder, METRICS_FILE, name))
 
     if name in BUILTINS:
         metric = BUILTINS[name](classes_number)
@@ -152,15 +153,6 @@ def usecase_metric_set(usecase: UseCase) -> MetricSet:
     from shared.metrics.evaluation import MetricSet
 
     return MetricSet(build_usecase_metrics(usecase), window=usecase.algs.evaluation_window)
-
-
-def _user_place(folder: Path | None, name: str) -> str:
-    if folder is None:
-        return "no use-case folder"
-    path = folder / METRICS_FILE
-    if not path.is_file():
-        return f"{path} (no such file)"
-    return f"{path} (no {name} in it)"
 
 
 def _from_user_object(found: Any, path: Path, name: str) -> Metric:
