@@ -75,6 +75,8 @@ class Trainer:
         self.total_learned = 0
         self.model_version: int | None = None
         self.live = LiveConfig(usecase)
+        # the algorithm cannot change at run time: whether it learns incrementally is fixed
+        self.incremental = build_algorithm(usecase).incremental
 
     async def run(self) -> TrainerCounters:
         usecase = self.usecase
@@ -175,8 +177,7 @@ class Trainer:
     async def train(self, retrain: bool, reason: str) -> int | None:
         """One training; returns the published version, or None when there was nothing new."""
         started = time.perf_counter()
-        incremental = build_algorithm(self.usecase).incremental
-        if incremental and not retrain:
+        if self.incremental and not retrain:
             examples = await self._new_examples()
             if not examples:
                 return None
