@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -345,8 +346,6 @@ def _fmt(value: float | None) -> str:
 
 
 def _json(raw: bytes) -> Any:
-    import json
-
     try:
         return json.loads(raw)
     except ValueError:
