@@ -108,15 +108,23 @@ class Browser:
             finally:
                 with contextlib.suppress(Exception):
                     await browser.call("close", wait_s=10)
-                if process.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        process.kill()
-                await process.wait()
+                await browser.stop()
                 shutil.rmtree(profile, ignore_errors=True)
                 stderr.seek(0)
                 leftover = stderr.read().decode(errors="replace").strip()
                 if leftover:
                     print(f"browser driver stderr:\n{leftover[-4000:]}")
+
+    async def stop(self) -> None:
+        """End the driver, bounded: SIGTERM first (playwright then closes chromium, which runs
+        in a session of its own), SIGKILL after 5 s; never wait on the pipes for ever."""
+        for send_signal in (self.process.terminate, self.process.kill):
+            if self.process.returncode is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                send_signal()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.process.wait(), 5)
 
     async def call(self, cmd: str, wait_s: float = 15, **arguments: Any) -> Any:
         self.next_id += 1
