@@ -56,7 +56,21 @@ class AioinfluxStore:
             raise ServiceUnavailableError("InfluxDB", self.url, error) from error
 
     async def ensure_database(self) -> None:
-        await self._client.create_database(db=self.database)
+        """Create the database if needed. A user without admin rights (InfluxDB with auth, as
+        in Compose, where the database is made at first start for the services' user) cannot
+        create one: then the database must exist and be readable by this user."""
+        try:
+            await self._client.create_database(db=self.database)
+        except InfluxDBError as error:
+            if "requires admin privilege" not in str(error):
+                raise
+            try:
+                await self.query("SHOW MEASUREMENTS LIMIT 1")
+            except InfluxDBError as denied:
+                raise InfluxDBError(
+                    f"database {self.database!r} at {self.url}: this user may not create it "
+                    f"and cannot read it ({denied}); create it and GRANT ALL to the user"
+                ) from denied
 
     async def write_lines(self, lines: Sequence[str]) -> None:
         """Write encoded points (nanosecond timestamps) in one request."""
