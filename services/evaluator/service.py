@@ -103,7 +103,7 @@ class Evaluator:
         usecase, streaming = self.usecase, self.usecase.streaming
         bootstrap = usecase.bootstrap_servers
         await ensure_topics(
-            bootstrap, [streaming.output_topic], partitions=streaming.topic_partitions
+            bootstrap, [streaming.output_topic], partitions=usecase.topic_partitions
         )
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.logs.close)

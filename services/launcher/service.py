@@ -102,7 +102,7 @@ class Launcher:
         await ensure_topics(
             bootstrap,
             [*streaming.main_topics, streaming.output_topic, *dlq_topics],
-            partitions=streaming.topic_partitions,
+            partitions=usecase.topic_partitions,
         )
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.executor.shutdown, wait=True)

@@ -1,8 +1,9 @@
 """Replay one use case's lines into its topics at the pace of its producerType.
 
-Lines are packed into record batches per topic (explicit partition of the constant key), and
-only count as sent once the broker acknowledged them, within a timeout: a dead broker is an
-error, never a hang, and the counters never claim a record the broker does not have.
+Lines are packed into record batches per topic (one partition per block, round-robin when the
+topic has several), and only count as sent once the broker acknowledged them, within a
+timeout: a dead broker is an error, never a hang, and the counters never claim a record the
+broker does not have.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class Replay:
         self.live = live
         self.redis = redis
         self._limit_done = 0.0  # fraction of maxBlocks done, for the progress bar
-        self._partitions: dict[str, int] = {}
+        self._partitions: dict[str, _RoundRobin] = {}
 
     async def run(self) -> None:
         mode = self.config.producer_type
@@ -269,12 +270,15 @@ class Replay:
         self.tracker.update(self.stats.records_sent, self._fraction())
 
     async def _partition(self, topic: str) -> int:
-        """The partition of our (constant) key: what the default partitioner would pick, and
-        the Java client too (murmur2), computed once instead of once per record."""
+        """Where the next block goes. One partition: the file's order is the topic's order.
+        Several (launchers scaled out share them): blocks go round-robin, starting where the
+        default partitioner (murmur2, as the Java client) puts our constant key; each partition
+        keeps the file's order."""
         if topic not in self._partitions:
             available = sorted(await self.producer.partitions_for(topic))
-            self._partitions[topic] = DefaultPartitioner()(self.key, available, available)
-        return self._partitions[topic]
+            first = DefaultPartitioner()(self.key, available, available)
+            self._partitions[topic] = _RoundRobin(available, available.index(first))
+        return self._partitions[topic].next()
 
     async def _enqueue(self, lines: list[Line]) -> list[Sent]:
         """Pack the lines into record batches, per topic, and hand them to the producer.
@@ -401,3 +405,16 @@ def _forget(sent: list[Sent]) -> None:
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+class _RoundRobin:
+    """The partitions of a topic, each in turn."""
+
+    def __init__(self, partitions: list[int], start: int):
+        self.partitions = partitions
+        self.position = start
+
+    def next(self) -> int:
+        partition = self.partitions[self.position % len(self.partitions)]
+        self.position += 1
+        return partition

@@ -113,7 +113,7 @@ async def produce_usecase(
         except ServiceUnavailableError as error:
             raise ProducerError(f"{usecase.name}: {error}") from error
         try:
-            await ensure_topics(bootstrap, plan.topics, partitions=config.topic_partitions)
+            await ensure_topics(bootstrap, plan.topics, partitions=usecase.topic_partitions)
             log.info(
                 f"{usecase.name}: replaying {config.datafile} into {', '.join(plan.topics)}",
                 extra={"usecase": usecase.name, "mode": stats.mode, "topics": list(plan.topics)},

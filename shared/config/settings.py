@@ -30,6 +30,12 @@ class ConnectionSettings(BaseSettings):
     es_url: str = "http://127.0.0.1:19200"
     es_user: str | None = None
     es_password: SecretStr | None = None
+    topic_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Least partitions of the topics the services create: the deployment's "
+        "launcher parallelism (a use case's `topic.partitions` may ask for more).",
+    )
     model_secret: SecretStr | None = Field(
         default=None,
         description="Key of the HMAC that authenticates model bytes in Redis (trainer, launcher).",

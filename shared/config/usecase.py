@@ -67,6 +67,12 @@ class UseCase:
         return self.connections.kafka_bootstrap_or(self.streaming.bootstrap_servers)
 
     @property
+    def topic_partitions(self) -> int:
+        """Partitions of the topics the services create: the props' or the deployment's
+        (STREAMER_TOPIC_PARTITIONS), whichever is more."""
+        return max(self.streaming.topic_partitions, self.connections.topic_partitions or 1)
+
+    @property
     def group_id(self) -> str:
         return self.streaming.group_id or f"streamer-{self.name}"
 

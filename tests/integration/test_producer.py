@@ -77,13 +77,25 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
         await consumer.stop()
 
 
-def check_topic(records: list[Any], rows: list[tuple[int, bytes]], source: str) -> None:
-    """Exactly the expected lines, in file order, with the source as key and record-ids."""
-    assert [r.value for r in records] == [value for _, value in rows]
+def line_number(record: Any) -> int:
+    return int(dict(record.headers)["record-id"].rsplit(b":", 1)[1])
+
+
+def check_topic(
+    records: list[Any], rows: list[tuple[int, bytes]], source: str, partitions: int = 2
+) -> None:
+    """Exactly the expected lines, each once, with the source as key and record-ids; each
+    partition in file order, and the blocks spread over `partitions` partitions."""
+    ids = sorted(dict(r.headers)["record-id"] for r in records)
+    assert ids == sorted(f"{source}:{number}".encode() for number, _ in rows)
+    in_file_order = sorted(records, key=line_number)
+    assert [r.value for r in in_file_order] == [value for _, value in rows]
     assert {r.key for r in records} == {source.encode()}
-    assert len({r.partition for r in records}) == 1
-    ids = [dict(r.headers)["record-id"] for r in records]
-    assert ids == [f"{source}:{number}".encode() for number, _ in rows]
+    used = sorted({r.partition for r in records})
+    assert len(used) == partitions, used
+    for partition in used:
+        numbers = [line_number(r) for r in records if r.partition == partition]  # offset order
+        assert numbers == sorted(numbers), f"partition {partition} out of file order"
 
 
 def write_data(path: Path, count: int, group_size: int = 0) -> list[tuple[int, bytes]]:
@@ -188,7 +200,7 @@ async def test_a_one_megabyte_line_gets_through(tmp_path, kafka_bootstrap, uniqu
     )
     stats = await produce(folder)
     assert stats.records_sent == 3
-    records = await read_topic(kafka_bootstrap, unique)
+    records = sorted(await read_topic(kafka_bootstrap, unique), key=line_number)
     assert [r.value for r in records] == [b"a,1", big, b"b,2"]
 
 
@@ -215,7 +227,7 @@ async def test_use_cases_run_in_parallel_and_one_failure_stops_them_all(
     plans = [prepare(load_usecase(folder, ConnectionSettings())) for folder in (fast, slow)]
     results = await produce_all(plans, stop=asyncio.Event(), progress=False)
     assert [stats.records_sent for stats in results] == [20, 20]
-    check_topic(await read_topic(kafka_bootstrap, f"{unique}-a"), rows, "a")
+    check_topic(await read_topic(kafka_bootstrap, f"{unique}-a"), rows, "a", partitions=1)
 
     plans = [prepare(load_usecase(folder, ConnectionSettings())) for folder in (slow, broken)]
     started = time.monotonic()
@@ -273,7 +285,7 @@ async def test_sigterm_flushes_and_every_reported_record_is_in_the_topic(
     assert any(entry["msg"].startswith("SIGTERM: stopping") for entry in logs)
     sent = summary["records_sent"]
     assert 10 <= sent < 300
-    check_topic(await read_topic(kafka_bootstrap, unique), rows[:sent], "slow")
+    check_topic(await read_topic(kafka_bootstrap, unique), rows[:sent], "slow", partitions=1)
 
 
 async def test_a_dead_broker_is_a_clear_error_and_a_nonzero_exit(tmp_path, unique):
