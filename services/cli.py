@@ -7,7 +7,6 @@ through Kafka topics and Redis keys, so Compose runs one container per subcomman
 from __future__ import annotations
 
 import json
-import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -28,7 +27,19 @@ config_app = typer.Typer(help="Inspect and check use-case configuration.", no_ar
 app.add_typer(config_app, name="config")
 
 UseCases = Annotated[
-    list[str], typer.Argument(help="Use-case names (folders under usecases/) or paths.")
+    list[str],
+    typer.Argument(help="Use-case names (folders under usecases/) or paths; `a,b` is two."),
+]
+ServiceUseCases = Annotated[
+    list[str] | None,
+    typer.Argument(help="Use-case names (folders under usecases/) or paths; `a,b` is two."),
+]
+Check = Annotated[
+    bool,
+    typer.Option(
+        "--check",
+        help="Healthcheck: exit 0 when this host runs the service (its heartbeat in Redis).",
+    ),
 ]
 err = Console(stderr=True)
 
@@ -43,8 +54,17 @@ def _fail(error: StreamerError) -> typer.Exit:
     return typer.Exit(code=error.exit_code)
 
 
+def split_refs(refs: list[str] | None) -> list[str]:
+    """`a,b c` names three use cases: Compose passes the list as one argument."""
+    return [ref.strip() for item in refs or [] for ref in item.split(",") if ref.strip()]
+
+
 def _load_all(refs: list[str]) -> list[UseCase]:
     """Load every named use case, reporting the problems of all of them before exiting."""
+    refs = split_refs(refs)
+    if not refs:
+        err.print("[bold red]error:[/] name at least one use case (a folder under usecases/)")
+        raise typer.Exit(code=2)
     connections = ConnectionSettings()
     loaded: list[UseCase] = []
     failures: list[StreamerError] = []
@@ -68,51 +88,70 @@ def config_validate(usecases: UseCases) -> None:
         typer.echo(json.dumps(usecase.resolved(), indent=2))
 
 
-def _run_service(service: str, usecases: list[str]) -> None:
-    configure_logging()
-    loaded = _load_all(usecases)
-    logging.getLogger(service).info(
-        "starting", extra={"usecases": [usecase.name for usecase in loaded]}
-    )
-    raise _fail(StreamerError(f"the {service} service is not implemented yet"))
+def _check(service: str) -> None:
+    """Exit 0 when a `service` of this host is beating in Redis, else 1 (a container's
+    healthcheck runs beside the service, on the same hostname)."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from shared.clients.redis import connect_redis
+    from shared.heartbeat import check_this_host
+
+    async def check() -> tuple[bool, str]:
+        redis = connect_redis(ConnectionSettings(), max_connections=1)
+        try:
+            async with asyncio.timeout(8):  # within a Compose healthcheck's timeout
+                return await check_this_host(redis, service)
+        except (OSError, RedisError, TimeoutError) as error:
+            return False, f"{service}: Redis does not answer: {error}"
+        finally:
+            await redis.aclose()
+
+    healthy, line = asyncio.run(check())
+    typer.echo(line)
+    raise typer.Exit(code=0 if healthy else 1)
 
 
-def _serve(refs: list[str], module: str) -> None:
-    """Load the use cases, then run the service module's `run(usecases)` until stopped."""
+def _serve(refs: list[str] | None, module: str, service: str, check: bool) -> None:
+    """Load the use cases, then run the service module's `run(usecases)` until stopped; or,
+    with --check, say whether this host's instance is healthy."""
     import asyncio
     import importlib
 
+    if check:
+        _check(service)
     configure_logging()
-    loaded = _load_all(refs)
-    service = importlib.import_module(module)
+    loaded = _load_all(refs or [])
+    runner = importlib.import_module(module)
     try:
-        asyncio.run(service.run(loaded))
+        asyncio.run(runner.run(loaded))
     except StreamerError as error:
         raise _fail(error) from None
 
 
 @app.command()
-def produce(usecases: UseCases) -> None:
+def produce(usecases: ServiceUseCases = None, check: Check = False) -> None:
     """Replay each use case's datafile into its Kafka topic(s)."""
-    _serve(usecases, "services.producer")
+    _serve(usecases, "services.producer", "producer", check)
 
 
 @app.command()
-def launch(usecases: UseCases) -> None:
+def launch(usecases: ServiceUseCases = None, check: Check = False) -> None:
     """Consume the topics, store records, run the current model, publish predictions."""
-    _serve(usecases, "services.launcher")
+    _serve(usecases, "services.launcher", "launcher", check)
 
 
 @app.command()
-def train(usecases: UseCases) -> None:
+def train(usecases: ServiceUseCases = None, check: Check = False) -> None:
     """Retrain each use case's model periodically or on request, and publish it in Redis."""
-    _serve(usecases, "services.trainer")
+    _serve(usecases, "services.trainer", "trainer", check)
 
 
 @app.command()
-def evaluate(usecases: UseCases) -> None:
+def evaluate(usecases: ServiceUseCases = None, check: Check = False) -> None:
     """Score predictions, watch metrics with detectors, write Elasticsearch documents."""
-    _serve(usecases, "services.evaluator")
+    _serve(usecases, "services.evaluator", "evaluator", check)
 
 
 class OfflineSource(StrEnum):
@@ -154,11 +193,14 @@ def api(
     ] = "STREAMER_API_TOKEN",
     usecase: Annotated[
         list[str] | None,
-        typer.Option(help="Use case /health requires (repeat; default: every valid one)."),
+        typer.Option(
+            help="Use cases /health requires (repeat, or `a,b`; default: every valid one)."
+        ),
     ] = None,
     require: Annotated[
         str, typer.Option(help="Services /health requires per use case, comma-separated.")
     ] = "launcher,trainer,evaluator",
+    check: Check = False,
 ) -> None:
     """Serve health, configuration and metrics over HTTP (FastAPI). Changes need the token;
     without one the API serves on loopback only."""
@@ -167,6 +209,8 @@ def api(
 
     from services.api.server import serve
 
+    if check:
+        _check("api")
     configure_logging()
     required = [name.strip() for name in require.split(",") if name.strip()]
     try:
@@ -176,7 +220,7 @@ def api(
                 port,
                 token=os.environ.get(token_env) or None,
                 required_services=required,
-                health_usecases=usecase or None,
+                health_usecases=split_refs(usecase) or None,
             )
         )
     except StreamerError as error:

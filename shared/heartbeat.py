@@ -30,6 +30,11 @@ def heartbeat_key(service: str, instance: str) -> str:
     return f"{PREFIX}{service}:{instance}"
 
 
+def this_host() -> str:
+    """The host part of this machine's instances (a container's own hostname in Compose)."""
+    return socket.gethostname()
+
+
 class Heartbeat:
     """Refreshes this process's heartbeat key until stopped; `snapshot()` gives counters and
     model versions per use case (cheap, called on the event loop)."""
@@ -49,7 +54,7 @@ class Heartbeat:
         self.snapshot = snapshot or dict
         self.interval_s = interval_s
         self.ttl_s = ttl_s
-        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        self.instance = f"{this_host()}-{os.getpid()}"
         self.key = heartbeat_key(service, self.instance)
         self.started_at = time.time()
         self.status = "running"
@@ -106,3 +111,25 @@ async def read_heartbeats(redis: Redis) -> list[dict[str, Any]]:
         return []
     values = await redis.mget(keys)
     return [json.loads(value) for value in values if value is not None]
+
+
+async def check_this_host(redis: Redis, service: str) -> tuple[bool, str]:
+    """A healthcheck (`streamer launch --check`, ...): is a `service` of this host beating?
+
+    Healthy when one of its heartbeats on this host is alive (its key has not expired) and says
+    "running"; a recorded error (say, a backing service away and retried) is shown but keeps it
+    healthy: the process works and reports. Returns (healthy, a line saying why)."""
+    pattern = f"{heartbeat_key(service, this_host())}-*"
+    keys = [key async for key in redis.scan_iter(match=pattern, count=500)]
+    values = await redis.mget(keys) if keys else []
+    beats = [json.loads(value) for value in values if value is not None]
+    running = [beat for beat in beats if beat.get("status") == "running"]
+    if not running:
+        states = ", ".join(f"{b.get('instance')}: {b.get('status')}" for b in beats)
+        return False, f"{service} on {this_host()}: no running heartbeat ({states or 'none'})"
+    beat = max(running, key=lambda b: b.get("updated_at", 0))
+    age = time.time() - float(beat.get("updated_at", 0))
+    line = f"{service} {beat['instance']}: running, beat {age:.1f} s ago"
+    if beat.get("last_error"):
+        line += f"; last error: {beat['last_error']}"
+    return True, line

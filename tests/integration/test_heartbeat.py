@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 
 from shared.clients.redis import connect_redis
 from shared.config import load_usecase
 from shared.config.live import LiveConfig, audit_key, change_config
 from shared.heartbeat import read_heartbeats
-from tests.integration.pipeline_helpers import kdd_slice, make_kdd_usecase, service, service_env
+from tests.integration.pipeline_helpers import (
+    REPO,
+    kdd_slice,
+    make_kdd_usecase,
+    service,
+    service_env,
+)
 
 
 async def test_a_running_trainer_beats_and_stops_beating(tmp_path, data_dir, connections, unique):
@@ -21,11 +30,33 @@ async def test_a_running_trainer_beats_and_stops_beating(tmp_path, data_dir, con
             assert beat["service"] == "trainer" and beat["usecases"] == [unique]
             assert beat["instance"].endswith(f"-{trainer.pid}")
             assert "trainings" in beat["counters"][unique]
+            # the container healthcheck: a running trainer beats on this host
+            healthy = check("train")
+            assert healthy.returncode == 0, healthy.stdout
+            assert f"trainer {beat['instance']}: running" in healthy.stdout
         # SIGTERM: the last word is "stopping", then the key expires
         stopped = await wait_for_beat(redis, unique, "stopping", 10)
         assert stopped["last_error"] is None
+        unhealthy = check("train")
+        assert unhealthy.returncode == 1 and "no running heartbeat" in unhealthy.stdout
     finally:
         await redis.aclose()
+
+
+def check(command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", command, "--check"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+
+
+def test_the_healthcheck_fails_naming_redis_when_it_does_not_answer() -> None:
+    dead = check("evaluate", STREAMER_REDIS_URL="redis://127.0.0.1:9/0")
+    assert dead.returncode == 1 and "evaluator: Redis does not answer" in dead.stdout
 
 
 async def wait_for_beat(redis, usecase: str, status: str, wait_s: float) -> dict:

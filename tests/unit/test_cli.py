@@ -44,3 +44,26 @@ def test_config_validate_exits_2_with_every_error(tmp_path):
     assert "streaming.props:2: recordsPerBlock: Input should be greater than or equal to 1" in (
         result.stderr
     )
+
+
+def test_a_comma_separated_list_names_several_use_cases(data_dir):
+    """Compose passes the use cases as one argument: `kdd-cup-99,kdd-cup-99_23class`."""
+    result = runner.invoke(
+        app,
+        ["config", "validate", "kdd-cup-99,kdd-cup-99_23class"],
+        env={"STREAMER_DATA_DIR": str(data_dir), "STREAMER_USECASES_DIR": str(REPO / "usecases")},
+    )
+    assert result.exit_code == 0, result.output
+    decoder, text, names = json.JSONDecoder(), result.stdout.strip(), []
+    while text:
+        document, end = decoder.raw_decode(text)
+        names.append(document["usecase"])
+        text = text[end:].strip()
+    assert names == ["kdd-cup-99", "kdd-cup-99_23class"]
+
+
+def test_a_service_without_use_case_says_so():
+    for command in ("produce", "launch", "train", "evaluate"):
+        result = runner.invoke(app, [command, " , "])
+        assert result.exit_code == 2, command
+        assert "name at least one use case" in result.stderr, command
