@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 # The data sets: ../shared/data beside the checkout when it exists (developers, CI), else ./data.
 DATA_DIR ?= $(if $(wildcard ../shared/data/kdd-cup-99),$(abspath ../shared/data),$(abspath data))
 PYTEST_ARGS ?=
+comma := ,
 API_PORT ?= 8000
 export STREAMER_DATA_DIR := $(DATA_DIR)
 
@@ -16,7 +17,7 @@ SAMPLE_URL := https://raw.githubusercontent.com/streamer-framework/streamer/mast
 # Environment of the locally started services (ports, URLs), for commands that talk to them.
 WITH_SERVICES_ENV := eval "$$(bash scripts/services.sh env)" &&
 
-.PHONY: help install services services-down services-status data test test-unit lint fmt up down bench browser
+.PHONY: help install services services-down services-status data test test-unit lint fmt up up-docker up-local down logs ps bench browser
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -64,20 +65,66 @@ lint: install ## ruff lint and format check
 fmt: install ## ruff format and autofix
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-up: ## Run the pipeline of USECASE (e.g. make up USECASE=kdd-cup-99 or USECASE=a,b); Ctrl-C stops it
-	@if [ -z "$(USECASE)" ]; then echo "error: say which use case: make up USECASE=kdd-cup-99" >&2; exit 2; fi
-	@$(MAKE) --no-print-directory install data services
-	$(VENV)/bin/streamer config validate $(subst $(comma), ,$(USECASE)) > /dev/null
-	@echo "make up: local mode (the Compose deployment is not there yet): the pipeline runs as local"
-	@echo "processes on the services of 'make services'. Dashboard: http://127.0.0.1:$(API_PORT)/dashboard,"
-	@echo "health: http://127.0.0.1:$(API_PORT)/health, Kibana's dashboard: compose/kibana/ (needs Compose)."
+# Docker Compose when an engine answers (make up MODE=local forces local processes).
+MODE ?= auto
+COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
+DOCKER_ANSWERS := docker info > /dev/null 2>&1 && docker compose version > /dev/null 2>&1
+USECASES := $(subst $(comma), ,$(USECASE))
+PIPELINE_PID := .run/pipeline.pid
+PIPELINE_LOG := .run/pipeline.log
+
+up: ## Run the pipeline of USECASE (make up USECASE=kdd-cup-99, or USECASE=a,b): Compose, else local
+	@if [ -z "$(USECASE)" ]; then echo "error: say which use case: make up USECASE=kdd-cup-99 (folders under usecases/)" >&2; exit 2; fi
+	@for name in $(USECASES); do [ -d "usecases/$$name" ] || { echo "error: no use case '$$name' (no folder usecases/$$name)" >&2; exit 2; }; done
+	@if [ "$(MODE)" = docker ] || { [ "$(MODE)" = auto ] && $(DOCKER_ANSWERS); }; then \
+	  $(MAKE) --no-print-directory up-docker; \
+	else \
+	  $(MAKE) --no-print-directory up-local; \
+	fi
+
+up-docker: data
+	@echo "make up: Docker Compose mode (a Docker engine answers)"
+	@python3 scripts/compose_env.py compose/.env USECASES=$(USECASE) STREAMER_DATA_DIR=$(DATA_DIR)
+	$(COMPOSE) up --detach --build --wait
+	@echo ""
+	@echo "STREAMER runs $(USECASE) in Docker Compose:"
+	@echo "  web dashboard   http://127.0.0.1:$(API_PORT)/dashboard"
+	@echo "  health, config  http://127.0.0.1:$(API_PORT)/health   (token: STREAMER_API_TOKEN in compose/.env)"
+	@echo "  Kibana          http://127.0.0.1:5601   (user elastic, ELASTIC_PASSWORD in compose/.env)"
+	@echo "  make logs | make ps | make down"
+
+up-local: install data services
+	@echo "make up: local mode (no Docker engine answers): the services run as local processes on"
+	@echo "the backing services of 'make services'. Ctrl-C or 'make down' stops them."
+	$(VENV)/bin/streamer config validate $(USECASES) > /dev/null
+	@echo "  web dashboard   http://127.0.0.1:$(API_PORT)/dashboard"
+	@echo "  health, config  http://127.0.0.1:$(API_PORT)/health"
+	@echo "  logs            $(PIPELINE_LOG) (make logs); Kibana needs Compose (compose/kibana/)"
 	@mkdir -p .run && [ -s .run/model-secret ] || (umask 077 && $(PY) -c 'import secrets; print(secrets.token_hex(32))' > .run/model-secret)
-	$(WITH_SERVICES_ENV) STREAMER_MODEL_SECRET="$${STREAMER_MODEL_SECRET:-$$(cat .run/model-secret)}" \
-	  $(VENV)/bin/streamer run $(subst $(comma), ,$(USECASE)) --port $(API_PORT)
+	@$(WITH_SERVICES_ENV) export STREAMER_MODEL_SECRET="$${STREAMER_MODEL_SECRET:-$$(cat .run/model-secret)}" && \
+	  echo $$$$ > $(PIPELINE_PID) && exec > >(tee -i $(PIPELINE_LOG)) 2>&1 && \
+	  exec $(VENV)/bin/streamer run $(USECASES) --port $(API_PORT)
 
-down: services-down ## Stop what `make up` started (the pipeline stops with Ctrl-C; this stops the services)
+down: ## Stop what `make up` started: the Compose project, or the local pipeline and services
+	@if [ -f compose/.env ] && $(DOCKER_ANSWERS); then $(COMPOSE) down; fi
+	@if [ -f $(PIPELINE_PID) ] && kill -0 "$$(cat $(PIPELINE_PID))" 2> /dev/null; then \
+	  pid=$$(cat $(PIPELINE_PID)); echo "stopping the local pipeline (pid $$pid)"; kill -TERM "$$pid"; \
+	  for i in $$(seq 120); do kill -0 "$$pid" 2> /dev/null || break; sleep 0.5; done; \
+	fi
+	@rm -f $(PIPELINE_PID)
+	@$(MAKE) --no-print-directory services-down
 
-comma := ,
+logs: ## Follow the logs: Compose's, or the local pipeline's
+	@if [ -f compose/.env ] && $(DOCKER_ANSWERS); then $(COMPOSE) logs --follow --tail=100; \
+	elif [ -f $(PIPELINE_LOG) ]; then tail -n 100 -F $(PIPELINE_LOG); \
+	else echo "no logs yet: make up USECASE=..." >&2; exit 1; fi
+
+ps: ## Show what runs: Compose's containers, or the local services and the pipeline's health
+	@if [ -f compose/.env ] && $(DOCKER_ANSWERS); then $(COMPOSE) ps; \
+	else bash scripts/services.sh status; \
+	  if [ -x $(VENV)/bin/streamer ]; then $(WITH_SERVICES_ENV) $(VENV)/bin/streamer status --url http://127.0.0.1:$(API_PORT)/health || true; fi; \
+	fi
+
 
 bench: install services ## Benchmark the pipeline on the whole KDD 10% file (JSON report, last line)
 	$(WITH_SERVICES_ENV) $(PY) -m benchmarks.pipeline $(BENCH_ARGS)
