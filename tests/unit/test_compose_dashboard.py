@@ -26,11 +26,18 @@ def test_the_setup_container_runs_the_import_script_once_kibana_is_healthy():
     assert (mounted / "setup.sh").is_file() and (mounted / "dashboard.ndjson").is_file()
 
 
-def test_kibana_waits_for_elasticsearch_and_reports_its_status():
+def test_kibana_waits_for_its_user_and_reports_when_it_serves():
     kibana = services()["kibana"]
-    assert kibana["depends_on"]["elasticsearch"]["condition"] == "service_healthy"
-    assert "/api/status" in " ".join(kibana["healthcheck"]["test"])
-    assert kibana["ports"] == ["127.0.0.1:5601:5601"]
+    condition = kibana["depends_on"]["elasticsearch-setup"]["condition"]
+    assert condition == "service_completed_successfully"  # kibana_system has its password
+    assert "http://localhost:5601" in " ".join(kibana["healthcheck"]["test"])
+    assert kibana["ports"] == ["127.0.0.1:${KIBANA_HOST_PORT:-5601}:5601"]
+
+
+def test_the_import_signs_in_because_security_is_on():
+    setup = services()["kibana-setup"]["environment"]
+    assert setup["KIBANA_USER"] == "elastic"
+    assert setup["KIBANA_PASSWORD"].startswith("${ELASTIC_PASSWORD:?")
 
 
 def test_kibana_and_elasticsearch_match_the_version_the_tests_run():
