@@ -102,8 +102,8 @@ up-local: install data services
 	@echo "  logs            $(PIPELINE_LOG) (make logs); Kibana needs Compose (compose/kibana/)"
 	@mkdir -p .run && [ -s .run/model-secret ] || (umask 077 && $(PY) -c 'import secrets; print(secrets.token_hex(32))' > .run/model-secret)
 	@$(WITH_SERVICES_ENV) export STREAMER_MODEL_SECRET="$${STREAMER_MODEL_SECRET:-$$(cat .run/model-secret)}" && \
-	  echo $$$$ > $(PIPELINE_PID) && exec > >(tee -i $(PIPELINE_LOG)) 2>&1 && \
-	  exec $(VENV)/bin/streamer run $(USECASES) --port $(API_PORT)
+	  echo $$$$ > $(PIPELINE_PID) && \
+	  exec $(VENV)/bin/streamer run $(USECASES) --port $(API_PORT) --log-file $(PIPELINE_LOG)
 
 down: ## Stop what `make up` started: the Compose project, or the local pipeline and services
 	@if [ -f compose/.env ] && $(DOCKER_ANSWERS); then $(COMPOSE) down; fi

@@ -234,6 +234,9 @@ def run(
     stop_timeout: Annotated[
         float, typer.Option(help="Seconds each service has to stop before SIGKILL.")
     ] = 30.0,
+    log_file: Annotated[
+        Path | None, typer.Option(help="Append every line of the run to this file too.")
+    ] = None,
 ) -> None:
     """Run producer, launcher, trainer, evaluator and api as local processes; restart crashed
     ones with backoff; Ctrl-C stops them in order. STREAMER_MODEL_SECRET is generated for the
@@ -242,7 +245,9 @@ def run(
 
     configure_logging()
     names = [usecase.name for usecase in _load_all(usecases)]
-    code = run_pipeline(usecases, names=names, port=port, stop_timeout_s=stop_timeout)
+    code = run_pipeline(
+        usecases, names=names, port=port, stop_timeout_s=stop_timeout, log_file=log_file
+    )
     raise typer.Exit(code=code)
 
 

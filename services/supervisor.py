@@ -30,7 +30,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -587,6 +588,40 @@ def print_child_line(console: Console) -> OutputSink:
     return output
 
 
+def echo_child_line(name: str, line: str) -> None:
+    """A child's line as it wrote it (what it would print inheriting our stdout)."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
+def write_child_line(stream: TextIO) -> OutputSink:
+    def output(name: str, line: str) -> None:
+        stream.write(f"{name:>9} │ {readable(line)}\n")
+
+    return output
+
+
+def fan_out(sinks: Sequence[OutputSink]) -> OutputSink:
+    def output(name: str, line: str) -> None:
+        for sink in sinks:
+            sink(name, line)
+
+    return output
+
+
+@contextlib.contextmanager
+def logging_to(stream: TextIO) -> Iterator[None]:
+    """The supervisor's own log records written to `stream` too, while inside."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(PlainFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
 # ---- entry points ---------------------------------------------------------------------------
 
 
@@ -624,29 +659,50 @@ async def supervise(
     policy: RestartPolicy | None = None,
     stop_timeout_s: float = STOP_TIMEOUT_S,
     live: bool | None = None,
+    log_file: Path | None = None,
 ) -> int:
-    """Supervise `commands` until a signal (or until all have ended); the exit status."""
+    """Supervise `commands` until a signal (or until all have ended); the exit status.
+    `log_file`: every line of the children and of the supervisor appended there as well
+    (`make logs` follows it while the terminal keeps its live table)."""
     if live is None:
         live = sys.stdout.isatty()
     console = Console() if live else None
-    supervisor = Supervisor(
-        commands,
-        env=env,
-        policy=policy,
-        stop_timeout_s=stop_timeout_s,
-        output=print_child_line(console) if console else None,
-        status_interval_s=None if live else STATUS_INTERVAL_S,
-    )
-    stop = asyncio.Event()
-    with stop_signals(stop, supervisor.hurry):
-        if console is None:
-            return await supervisor.run(stop)
-        with live_display(supervisor, console):
-            return await supervisor.run(stop)
+    with contextlib.ExitStack() as stack:
+        sinks: list[OutputSink] = []
+        if console is not None:
+            sinks.append(print_child_line(console))
+        elif log_file is not None:  # the children's lines now pass through us
+            sinks.append(echo_child_line)
+        stream = None
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            stream = stack.enter_context(log_file.open("a", encoding="utf-8", buffering=1))
+            sinks.append(write_child_line(stream))
+        supervisor = Supervisor(
+            commands,
+            env=env,
+            policy=policy,
+            stop_timeout_s=stop_timeout_s,
+            output=fan_out(sinks) if sinks else None,
+            status_interval_s=None if live else STATUS_INTERVAL_S,
+        )
+        stop = asyncio.Event()
+        with stop_signals(stop, supervisor.hurry):
+            if console is not None:
+                stack.enter_context(live_display(supervisor, console))
+            if stream is not None:
+                stack.enter_context(logging_to(stream))
+            status = await supervisor.run(stop)
+    return status
 
 
 def run_pipeline(
-    usecases: Sequence[str], *, names: Sequence[str], port: int, stop_timeout_s: float
+    usecases: Sequence[str],
+    *,
+    names: Sequence[str],
+    port: int,
+    stop_timeout_s: float,
+    log_file: Path | None = None,
 ) -> int:
     """`streamer run`: the use cases are already validated by the CLI (`names`: theirs)."""
     env, generated = child_environment(os.environ)
@@ -657,7 +713,12 @@ def run_pipeline(
         )
     started = time.monotonic()
     status = asyncio.run(
-        supervise(pipeline_commands(usecases, port, names), env=env, stop_timeout_s=stop_timeout_s)
+        supervise(
+            pipeline_commands(usecases, port, names),
+            env=env,
+            stop_timeout_s=stop_timeout_s,
+            log_file=log_file,
+        )
     )
     log.info(f"streamer run ends after {format_duration(time.monotonic() - started)}")
     return status

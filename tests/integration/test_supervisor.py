@@ -278,7 +278,7 @@ async def test_a_child_crashing_while_waiting_for_its_turn_makes_the_stop_unclea
 
 
 RUNNER = """
-import asyncio, sys
+import asyncio, os, sys
 from pathlib import Path
 from services.supervisor import ChildSpec, RestartPolicy, supervise
 from shared.logs import configure_logging
@@ -289,12 +289,15 @@ commands = [
     ChildSpec(name, (sys.executable, str(folder / script), name, str(folder)))
     for name in ("producer", "launcher", "trainer", "evaluator", "api")
 ]
-sys.exit(asyncio.run(supervise(commands, stop_timeout_s=20, live=None if live else False)))
+log_file = Path(os.environ["RUNNER_LOG_FILE"]) if "RUNNER_LOG_FILE" in os.environ else None
+sys.exit(asyncio.run(supervise(
+    commands, stop_timeout_s=20, live=None if live else False, log_file=log_file
+)))
 """
 NAMES = ["producer", "launcher", "trainer", "evaluator", "api"]
 
 
-async def start_runner(folder: Path, script: str) -> asyncio.subprocess.Process:
+async def start_runner(folder: Path, script: str, **env: str) -> asyncio.subprocess.Process:
     """The supervisor in its own process, as `streamer run` runs it (same `supervise`)."""
     (folder / "runner.py").write_text(RUNNER)
     with (folder / "runner.log").open("wb") as log:
@@ -304,7 +307,7 @@ async def start_runner(folder: Path, script: str) -> asyncio.subprocess.Process:
             str(folder),
             script,
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, like a shell's foreground job
@@ -421,3 +424,40 @@ def drain(fd: int, chunks: list[bytes]) -> None:
         if not chunk:
             return
         chunks.append(chunk)
+
+
+TALKER = """
+import json
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print(json.dumps({"level": "info", "logger": name, "msg": "hello", "n": 1}), flush=True)
+print(f"plain line of {name}", flush=True)
+ready()
+while True:
+    time.sleep(60)
+"""
+
+
+async def test_a_log_file_gets_every_line_while_the_output_stays_as_it_was(scripts):
+    """`streamer run --log-file` (what `make logs` follows): the children's lines, made
+    readable, and the supervisor's own records; stdout still shows the children's lines."""
+    (scripts / "talker.py").write_text(PRELUDE + textwrap.dedent(TALKER))
+    log_file = scripts / "run" / "pipeline.log"
+    process = await start_runner(scripts, "talker.py", RUNNER_LOG_FILE=str(log_file))
+    try:
+        await wait_for(
+            lambda: log_file.exists() and log_file.read_text().count("plain line of") == 5,
+            what="the children's lines in the log file",
+        )
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+    written = log_file.read_text()
+    for name in NAMES:
+        assert f"{name:>9} │ INFO {name}: hello n=1" in written
+        assert f"{name:>9} │ plain line of {name}" in written
+    assert "all children stopped cleanly" in written
+    output = (scripts / "runner.log").read_text()
+    assert '{"level": "info", "logger": "api", "msg": "hello", "n": 1}' in output
+    assert "plain line of trainer" in output
