@@ -262,7 +262,7 @@ def test_kafka_advertises_an_internal_and_a_host_listener(services: dict[str, An
     assert set(listeners) == set(protocols) == {"INTERNAL", "CONTROLLER", "HOST"}
     assert advertised["INTERNAL"] == f"kafka{listeners['INTERNAL']}"
     host_port = services["kafka"]["ports"][0].split(":")[1]
-    assert advertised["HOST"] == f"localhost:{host_port}"
+    assert advertised["HOST"] == f"127.0.0.1:{host_port}"
     assert services["kafka"]["ports"][0].endswith(listeners["HOST"])
     assert kafka["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER" not in advertised
     assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"1@kafka{listeners['CONTROLLER']}"
