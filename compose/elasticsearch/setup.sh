@@ -6,7 +6,8 @@
 # Safe to run again: every call is an idempotent PUT/POST.
 #
 # Environment: ES_URL (default http://elasticsearch:9200), ELASTIC_PASSWORD,
-# KIBANA_SYSTEM_PASSWORD, STREAMER_ES_PASSWORD, ES_TIMEOUT (seconds, default 300).
+# KIBANA_SYSTEM_PASSWORD, STREAMER_ES_PASSWORD, ES_TIMEOUT (seconds, default 300),
+# ES_INTERVAL (seconds between health checks, default 3).
 # Exit status: 0 done, 1 a request failed (its answer is shown), 2 bad settings, 3 timeout.
 # Needs only sh and curl; passwords reach curl on stdin (-K -), never on its command line.
 set -eu
@@ -14,9 +15,13 @@ set -eu
 ES_URL=${ES_URL:-http://elasticsearch:9200}
 ES_URL=${ES_URL%/}
 ES_TIMEOUT=${ES_TIMEOUT:-300}
+ES_INTERVAL=${ES_INTERVAL:-3}
 
 say() { printf 'elasticsearch-setup: %s\n' "$*" >&2; }
 
+case $ES_TIMEOUT$ES_INTERVAL in
+  *[!0-9]*) say "error: ES_TIMEOUT and ES_INTERVAL must be whole seconds"; exit 2 ;;
+esac
 for name in ELASTIC_PASSWORD KIBANA_SYSTEM_PASSWORD STREAMER_ES_PASSWORD; do
   eval "value=\${$name:-}"
   if [ -z "$value" ]; then say "error: $name is not set"; exit 2; fi
@@ -56,7 +61,7 @@ until [ "$(es GET '/_cluster/health?wait_for_status=yellow&timeout=5s')" = 200 ]
     cat "$TMP/body" >&2; echo >&2
     exit 3
   fi
-  sleep 3
+  sleep "$ES_INTERVAL"
 done
 
 json_password "$KIBANA_SYSTEM_PASSWORD" kibana.json
