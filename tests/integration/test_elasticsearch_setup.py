@@ -6,15 +6,15 @@ and fails loudly. Security itself is Elasticsearch's; this is the script's logic
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+
+from tests.integration.setup_scripts import run_script, serving
 
 SCRIPT = Path(__file__).resolve().parents[2] / "compose" / "elasticsearch" / "setup.sh"
 PASSWORDS = {
@@ -61,28 +61,13 @@ async def elastic():
     app = web.Application()
     app.router.add_get("/_cluster/health", stand_in.health)
     app.router.add_route("*", "/_security/{rest:.*}", stand_in.security)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    stand_in.url = f"http://{host}:{port}"
-    yield stand_in
-    await runner.cleanup()
+    async with serving(app) as url:
+        stand_in.url = url
+        yield stand_in
 
 
 async def run_setup(**env: str) -> tuple[int, str]:
-    environment = {"PATH": os.environ["PATH"], "ES_INTERVAL": "1", **env}
-    process = await asyncio.create_subprocess_exec(
-        "sh",
-        str(SCRIPT),
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    async with asyncio.timeout(60):
-        output, _ = await process.communicate()
-    return process.returncode or 0, output.decode()
+    return await run_script(SCRIPT, **{"ES_INTERVAL": "1", **env})
 
 
 async def test_waits_then_sets_kibana_system_and_a_streamer_user_limited_to_its_indices(elastic):

@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+
+from tests.integration.setup_scripts import run_script, serving
 
 KIBANA_DIR = Path(__file__).resolve().parents[2] / "compose" / "kibana"
 SCRIPT = KIBANA_DIR / "setup.sh"
@@ -59,28 +59,13 @@ async def kibana():
     app.router.add_get("/api/status", fake.status)
     app.router.add_post("/api/saved_objects/_import", fake.import_objects)
     app.router.add_post("/s/{space}/api/saved_objects/_import", fake.import_objects)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    fake.url = f"http://{host}:{port}"
-    yield fake
-    await runner.cleanup()
+    async with serving(app) as url:
+        fake.url = url
+        yield fake
 
 
 async def run_setup(**env: str) -> tuple[int, str]:
-    environment = {"PATH": os.environ["PATH"], "KIBANA_INTERVAL": "1", **env}
-    process = await asyncio.create_subprocess_exec(
-        "sh",
-        str(SCRIPT),
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    async with asyncio.timeout(60):
-        output, _ = await process.communicate()
-    return process.returncode or 0, output.decode()
+    return await run_script(SCRIPT, **{"KIBANA_INTERVAL": "1", **env})
 
 
 async def test_waits_for_kibana_then_imports_with_overwrite(kibana):
