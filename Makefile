@@ -67,7 +67,8 @@ fmt: install ## ruff format and autofix
 
 # Docker Compose when an engine answers (make up MODE=local forces local processes).
 MODE ?= auto
-COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
+COMPOSE_ENV ?= compose/.env
+COMPOSE := docker compose -f compose/docker-compose.yml --env-file $(COMPOSE_ENV)
 DOCKER_ANSWERS := docker info > /dev/null 2>&1 && docker compose version > /dev/null 2>&1
 USECASES := $(subst $(comma), ,$(USECASE))
 PIPELINE_PID := .run/pipeline.pid
@@ -84,13 +85,13 @@ up: ## Run the pipeline of USECASE (make up USECASE=kdd-cup-99, or USECASE=a,b):
 
 up-docker: data
 	@echo "make up: Docker Compose mode (a Docker engine answers)"
-	@python3 scripts/compose_env.py compose/.env USECASES=$(USECASE) STREAMER_DATA_DIR=$(DATA_DIR)
+	@python3 scripts/compose_env.py $(COMPOSE_ENV) USECASES=$(USECASE) STREAMER_DATA_DIR=$(DATA_DIR)
 	$(COMPOSE) up --detach --build --wait
 	@echo ""
 	@echo "STREAMER runs $(USECASE) in Docker Compose:"
 	@echo "  web dashboard   http://127.0.0.1:$(API_PORT)/dashboard"
-	@echo "  health, config  http://127.0.0.1:$(API_PORT)/health   (token: STREAMER_API_TOKEN in compose/.env)"
-	@echo "  Kibana          http://127.0.0.1:5601   (user elastic, ELASTIC_PASSWORD in compose/.env)"
+	@echo "  health, config  http://127.0.0.1:$(API_PORT)/health   (token: STREAMER_API_TOKEN in $(COMPOSE_ENV))"
+	@echo "  Kibana          http://127.0.0.1:5601   (user elastic, ELASTIC_PASSWORD in $(COMPOSE_ENV))"
 	@echo "  make logs | make ps | make down"
 
 up-local: install data services
@@ -106,7 +107,7 @@ up-local: install data services
 	  exec $(VENV)/bin/streamer run $(USECASES) --port $(API_PORT) --log-file $(PIPELINE_LOG)
 
 down: ## Stop what `make up` started: the Compose project, or the local pipeline and services
-	@if [ -f compose/.env ] && $(DOCKER_ANSWERS); then $(COMPOSE) down; fi
+	@if [ -f $(COMPOSE_ENV) ] && $(DOCKER_ANSWERS); then $(COMPOSE) down; fi
 	@if [ -f $(PIPELINE_PID) ] && kill -0 "$$(cat $(PIPELINE_PID))" 2> /dev/null; then \
 	  pid=$$(cat $(PIPELINE_PID)); echo "stopping the local pipeline (pid $$pid)"; kill -TERM "$$pid"; \
 	  for i in $$(seq 120); do kill -0 "$$pid" 2> /dev/null || break; sleep 0.5; done; \
@@ -115,12 +116,12 @@ down: ## Stop what `make up` started: the Compose project, or the local pipeline
 	@$(MAKE) --no-print-directory services-down
 
 logs: ## Follow the logs: Compose's, or the local pipeline's
-	@if [ -f compose/.env ] && $(DOCKER_ANSWERS); then $(COMPOSE) logs --follow --tail=100; \
+	@if [ -f $(COMPOSE_ENV) ] && $(DOCKER_ANSWERS); then $(COMPOSE) logs --follow --tail=100; \
 	elif [ -f $(PIPELINE_LOG) ]; then tail -n 100 -F $(PIPELINE_LOG); \
 	else echo "no logs yet: make up USECASE=..." >&2; exit 1; fi
 
 ps: ## Show what runs: Compose's containers, or the local services and the pipeline's health
-	@if [ -f compose/.env ] && $(DOCKER_ANSWERS); then $(COMPOSE) ps; \
+	@if [ -f $(COMPOSE_ENV) ] && $(DOCKER_ANSWERS); then $(COMPOSE) ps; \
 	else bash scripts/services.sh status; \
 	  if [ -x $(VENV)/bin/streamer ]; then $(WITH_SERVICES_ENV) $(VENV)/bin/streamer status --url http://127.0.0.1:$(API_PORT)/health || true; fi; \
 	fi
