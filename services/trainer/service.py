@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ TRANSIENT_ERRORS = (
 REQUESTS = "train:requests"
 GROUP = "trainer"
 CHUNK = 20000
+#: How many records an incremental training learns between two looks at the stop signal.
+STOP_CHECK_EVERY = 500
 
 
 @dataclass
@@ -57,6 +60,11 @@ class TrainerCounters:
     trainings: int = 0
     records_learned: int = 0
     requests: int = 0
+
+
+class TrainingInterrupted(Exception):
+    """A stop arrived during a training: it is abandoned, nothing is published and the cursor
+    stays where the last published version left it, so the next start learns those records."""
 
 
 def series_key(series: tuple[str, str, str]) -> str:
@@ -77,6 +85,9 @@ class Trainer:
         self.live = LiveConfig(usecase)
         # the algorithm cannot change at run time: whether it learns incrementally is fixed
         self.incremental = build_algorithm(usecase).incremental
+        self.training = False  # a training is under way (reading, learning or publishing)
+        # `stop` as the executor thread can read it (an asyncio.Event is the loop's alone)
+        self._stopping = threading.Event()
 
     async def run(self) -> TrainerCounters:
         usecase = self.usecase
@@ -93,6 +104,8 @@ class Trainer:
             await self._resume()
             await self._ensure_request_group()
             log.info("trainer started", extra={"usecase": usecase.name})
+            relay = asyncio.create_task(self._relay_stop(), name="trainer-stop-relay")
+            stack.callback(relay.cancel)
             await self._loop()
         log.info("trainer stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
         return self.counters
@@ -111,6 +124,10 @@ class Trainer:
             self.model_version = latest.version
             self.cursor = dict(latest.meta.get("cursor") or {})
             self.total_learned = int(latest.meta.get("records_learned", 0))
+
+    async def _relay_stop(self) -> None:
+        await self.stop.wait()
+        self._stopping.set()
 
     async def _ensure_request_group(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
@@ -150,6 +167,13 @@ class Trainer:
             try:
                 await self.train(retrain=retrain, reason=reason)
                 return
+            except TrainingInterrupted:
+                log.info(
+                    "training abandoned at stop: nothing published, the next start learns "
+                    "these records",
+                    extra={"usecase": self.usecase.name, "version": self.model_version},
+                )
+                return
             except TRANSIENT_ERRORS as error:
                 log.warning(
                     "training failed, retrying",
@@ -175,7 +199,15 @@ class Trainer:
         return reasons
 
     async def train(self, retrain: bool, reason: str) -> int | None:
-        """One training; returns the published version, or None when there was nothing new."""
+        """One training; returns the published version, or None when there was nothing new.
+        Raises TrainingInterrupted when a stop arrives before it is published."""
+        self.training = True
+        try:
+            return await self._train(retrain, reason)
+        finally:
+            self.training = False
+
+    async def _train(self, retrain: bool, reason: str) -> int | None:
         started = time.perf_counter()
         if self.incremental and not retrain:
             examples = await self._new_examples()
@@ -232,11 +264,13 @@ class Trainer:
         ys = [example.y for example in labelled]
 
         def work() -> None:
-            if batch:
+            if batch:  # one library call: it runs to its end
                 algorithm.learn_many(xs, ys)
-            else:
-                for x, y in zip(xs, ys, strict=True):
-                    algorithm.learn_one(x, y)
+                return
+            for index, (x, y) in enumerate(zip(xs, ys, strict=True)):
+                if index % STOP_CHECK_EVERY == 0 and self._stopping.is_set():
+                    raise TrainingInterrupted
+                algorithm.learn_one(x, y)
 
         await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
@@ -265,6 +299,8 @@ class Trainer:
         for series, watermark in await self._series():
             position = self.cursor.get(series_key(series), -1)
             while position < watermark:
+                if self._stopping.is_set():
+                    raise TrainingInterrupted
                 rows = await self.influx.query(
                     f'SELECT * FROM "{self.measurement}" WHERE {_series_filter(series)} '
                     f"AND time > {position} AND time <= {watermark} "

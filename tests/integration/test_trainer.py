@@ -177,3 +177,73 @@ async def test_a_model_signed_with_another_secret_is_refused_and_replaced(setup)
         await task
     assert fresh["version"] == 2 and fresh["records_learned"] == 300  # not 999 + 300
     assert (await store.load()).algorithm is not None  # its own bytes pass the check
+
+
+async def test_a_stop_during_a_long_training_abandons_it_and_the_next_start_learns_it(
+    tmp_path, data_dir, connections, unique
+):
+    """SIGTERM must not wait for a long catch-up training (containers get ~40 s, `streamer run`
+    30 s): the training is abandoned between two records, nothing is published, and a new
+    trainer learns every record."""
+    rows = 40_000
+    lines = kdd_slice(data_dir, rows, tmp_path / "kdd.csv").read_text().splitlines()
+    folder = tmp_path / unique
+    folder.mkdir()
+    (folder / "streaming.props").write_text(
+        "mainTopic=t\noutputTopic=o\nproblem.type=KDDClassification\n"
+    )
+    (folder / "algs.props").write_text(
+        "algorithm=HoeffdingTreeClassifier\ntraining.interval=100\ntraining.maxdata=-1\n"
+    )
+    settings = connections.model_copy(update={"model_secret": SecretStr("k"), "influx_db": unique})
+    usecase = load_usecase(folder, settings)
+    influx = AioinfluxStore(settings)
+    redis = connect_redis(settings)
+    store = ModelStore(redis, unique, b"k")
+    try:
+        await influx.ensure_database()
+        for first in range(0, rows, 10_000):
+            await influx.write_lines(
+                [
+                    record_point(
+                        unique,
+                        KDDClassificationRecord.parse(lines[i], "kdd"),
+                        topic="t",
+                        partition=0,
+                        offset=i,
+                        event_time_ms=1000 + i,
+                        record_id=f"kdd:{i}",
+                    )
+                    for i in range(first, min(first + 10_000, rows))
+                ]
+            )
+        await influx.write_lines([progress_point(unique, "t", 0, rows - 1)])
+
+        stop = asyncio.Event()
+        trainer = Trainer(usecase, stop)
+        task = asyncio.create_task(trainer.run())
+        async with asyncio.timeout(30):
+            while not trainer.training:  # noqa: ASYNC110 (state of another task)
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # reading or learning the backlog
+        stop.set()
+        stopped_at = asyncio.get_running_loop().time()
+        counters = await asyncio.wait_for(task, 30)
+        assert asyncio.get_running_loop().time() - stopped_at < 5
+        assert counters.trainings == 0 and counters.records_learned == 0
+        assert await store.load() is None  # nothing published
+
+        again = asyncio.Event()
+        restarted = Trainer(usecase, again)
+        task = asyncio.create_task(restarted.run())
+        latest = await wait_until(store.load, 120)
+        again.set()
+        await asyncio.wait_for(task, 60)
+        assert latest.meta["records_learned"] == rows
+    finally:
+        await influx.query(f'DROP DATABASE "{unique}"')
+        await influx.close()
+        keys = [key async for key in redis.scan_iter(f"streamer:{unique}:*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
