@@ -259,18 +259,26 @@ class Trainer:
     async def _learn(
         self, algorithm: Algorithm, examples: list[StoredExample], batch: bool
     ) -> None:
+        """Learn in the executor thread. A model that learns incrementally takes the examples
+        in slices (one record each in continuous mode), looking at the stop signal in between;
+        a classical refit is one learn_many call and runs to its end."""
         labelled = [example for example in examples if example.y is not None]
         xs = [example.x for example in labelled]
         ys = [example.y for example in labelled]
 
         def work() -> None:
-            if batch:  # one library call: it runs to its end
+            if batch and not algorithm.incremental:
                 algorithm.learn_many(xs, ys)
                 return
-            for index, (x, y) in enumerate(zip(xs, ys, strict=True)):
-                if index % STOP_CHECK_EVERY == 0 and self._stopping.is_set():
+            for start in range(0, len(xs), STOP_CHECK_EVERY):
+                if self._stopping.is_set():
                     raise TrainingInterrupted
-                algorithm.learn_one(x, y)
+                end = start + STOP_CHECK_EVERY
+                if batch:
+                    algorithm.learn_many(xs[start:end], ys[start:end])
+                else:
+                    for x, y in zip(xs[start:end], ys[start:end], strict=True):
+                        algorithm.learn_one(x, y)
 
         await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
@@ -295,9 +303,14 @@ class Trainer:
 
     async def _new_examples(self) -> list[StoredExample]:
         """Every complete point after the cursor, in event-time order across series."""
+        return await self._examples_after(self.cursor)
+
+    async def _examples_after(self, cursor: dict[str, int]) -> list[StoredExample]:
+        """Every complete point after `cursor` (per series; absent: from the first), read in
+        pages of CHUNK points, looking at the stop signal between pages."""
         examples: list[StoredExample] = []
         for series, watermark in await self._series():
-            position = self.cursor.get(series_key(series), -1)
+            position = cursor.get(series_key(series), -1)
             while position < watermark:
                 if self._stopping.is_set():
                     raise TrainingInterrupted
@@ -316,16 +329,19 @@ class Trainer:
     async def _recent_examples(self) -> list[StoredExample]:
         """The most recent training.maxdata complete points (-1: all), oldest first."""
         limit = self.usecase.algs.training_maxdata
-        clause = f" ORDER BY time DESC LIMIT {limit}" if limit > 0 else ""
+        if limit <= 0:
+            return await self._examples_after({})
         examples: list[StoredExample] = []
         for series, watermark in await self._series():
+            if self._stopping.is_set():
+                raise TrainingInterrupted
             rows = await self.influx.query(
                 f'SELECT * FROM "{self.measurement}" WHERE {_series_filter(series)} '
-                f"AND time <= {watermark}{clause}"
+                f"AND time <= {watermark} ORDER BY time DESC LIMIT {limit}"
             )
             examples.extend(examples_from_rows(rows))
         examples.sort(key=lambda example: (example.event_time_ms, example.position))
-        return examples[-limit:] if limit > 0 else examples
+        return examples[-limit:]
 
 
 def _series_filter(series: tuple[str, str, str]) -> str:

@@ -179,12 +179,14 @@ async def test_a_model_signed_with_another_secret_is_refused_and_replaced(setup)
     assert (await store.load()).algorithm is not None  # its own bytes pass the check
 
 
+@pytest.mark.parametrize("retrain", [False, True], ids=["catch-up", "retrain-on-everything"])
 async def test_a_stop_during_a_long_training_abandons_it_and_the_next_start_learns_it(
-    tmp_path, data_dir, connections, unique
+    tmp_path, data_dir, connections, unique, retrain
 ):
-    """SIGTERM must not wait for a long catch-up training (containers get ~40 s, `streamer run`
-    30 s): the training is abandoned between two records, nothing is published, and a new
-    trainer learns every record."""
+    """SIGTERM must not wait for a long training (containers get 40 s, `streamer run` 30 s):
+    a catch-up on a backlog, or a retrain request with training.maxdata=-1 (every stored
+    record), is abandoned between two pages or slices, nothing is published, and a new trainer
+    learns every record."""
     rows = 40_000
     lines = kdd_slice(data_dir, rows, tmp_path / "kdd.csv").read_text().splitlines()
     folder = tmp_path / unique
@@ -219,6 +221,8 @@ async def test_a_stop_during_a_long_training_abandons_it_and_the_next_start_lear
             )
         await influx.write_lines([progress_point(unique, "t", 0, rows - 1)])
 
+        if retrain:
+            await request_training(redis, unique, "alert: accuracy", by="test")
         stop = asyncio.Event()
         trainer = Trainer(usecase, stop)
         task = asyncio.create_task(trainer.run())
