@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 PREFIX = "streamer:heartbeat:"
 INTERVAL_S = 3.0
 TTL_S = 15
+STOP_WRITE_TIMEOUT_S = 2.0
 
 Snapshot = Callable[[], dict[str, Any]]
 
@@ -60,6 +61,7 @@ class Heartbeat:
         self.status = "running"
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def record_error(self, error: BaseException | str) -> None:
         self.last_error = str(error)[:500]
@@ -86,18 +88,30 @@ class Heartbeat:
         self._task = asyncio.create_task(self._run(), name=f"heartbeat-{self.service}")
 
     async def stop(self) -> None:
-        """Say "stopping" one last time, then let the key expire."""
+        """Say "stopping" one last time, then let the key expire.
+
+        redis-py sometimes swallows a cancellation that lands inside a command (redis-py
+        #2028, #2551): the beating task then runs on and awaiting it never ends; a make down
+        caught a trainer alive 30 s after its work had stopped. So the loop also ends on a
+        flag, and the wait for it is bounded."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=STOP_WRITE_TIMEOUT_S)
+            if not self._task.done():
+                log.warning("heartbeat task still running after its cancellation")
         self.status = "stopping"
-        with contextlib.suppress(RedisError, OSError):
-            await self.redis.set(self.key, json.dumps(self.payload(), default=str), ex=5)
+        # best effort and bounded: the key expires anyway, and a Redis that does not answer
+        # (the client retries with backoff) must not hold the process past its grace period
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(STOP_WRITE_TIMEOUT_S):
+                await self.redis.set(self.key, json.dumps(self.payload(), default=str), ex=5)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             await asyncio.sleep(self.interval_s)
+            if self._stopped:
+                return
             try:
                 await self.beat()
             except (RedisError, OSError) as error:  # Redis away: try again next beat

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 
 from shared.clients.redis import connect_redis
-from shared.config import load_usecase
+from shared.config import ConnectionSettings, load_usecase
 from shared.config.live import LiveConfig, audit_key, change_config
-from shared.heartbeat import read_heartbeats
+from shared.heartbeat import STOP_WRITE_TIMEOUT_S, Heartbeat, read_heartbeats
 from tests.integration.pipeline_helpers import (
     REPO,
     kdd_slice,
@@ -93,3 +95,28 @@ async def test_changes_are_validated_stored_audited_and_seen_by_services(
     finally:
         await redis.delete(f"streamer:{unique}:config:overrides", audit_key(unique))
         await redis.aclose()
+
+
+async def test_stopping_does_not_wait_for_a_redis_that_does_not_answer() -> None:
+    """The last "stopping" beat is best effort: a Redis that accepts connections but never
+    answers (the client would retry for ~30 s) must not hold a service past its grace period."""
+    held = []
+
+    def accept_and_stay_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept_and_stay_silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = connect_redis(ConnectionSettings(redis_url=f"redis://127.0.0.1:{port}/0"))
+    try:
+        beat = Heartbeat(redis, "trainer", ["silent"])
+        started = time.monotonic()
+        await beat.stop()
+        assert time.monotonic() - started < STOP_WRITE_TIMEOUT_S + 1
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(redis.aclose(), 2)
