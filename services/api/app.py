@@ -29,7 +29,7 @@ from shared.clients.elastic import connect_elasticsearch
 from shared.clients.influx import AioinfluxStore
 from shared.clients.redis import connect_redis
 from shared.config.settings import ConnectionSettings
-from shared.heartbeat import Heartbeat
+from shared.heartbeat import STOP_WRITE_TIMEOUT_S, Heartbeat
 from shared.sinks import DEFAULT_PREFIX
 
 log = logging.getLogger("api")
@@ -126,9 +126,9 @@ async def _start(beat: Heartbeat) -> None:
 
 
 async def _stop(beat: Heartbeat, starting: asyncio.Task[None]) -> None:
+    """Bounded, as Heartbeat.stop: redis-py may lose a cancellation inside a command."""
     starting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await starting
+    await asyncio.wait({starting}, timeout=STOP_WRITE_TIMEOUT_S)
     await beat.stop()
 
 
