@@ -71,6 +71,14 @@
     return String(Number(value.toPrecision(4)));
   }
 
+  // Axis ticks get 56 px: large values in k/M (8,862,072 ms would be cut to "62,072").
+  function tick(value) {
+    const magnitude = Math.abs(value);
+    if (magnitude >= 1e6) return `${Number((value / 1e6).toPrecision(3))}M`;
+    if (magnitude >= 1e4) return `${Number((value / 1e3).toPrecision(3))}k`;
+    return fmt(value);
+  }
+
   function clock(ms) {
     return new Date(ms).toLocaleTimeString("en-GB", { hour12: false });
   }
@@ -204,7 +212,7 @@
           range: () => [(state.now - state.windowS * 1000) / 1000, state.now / 1000],
         },
       },
-      axes: [axis, { ...axis, size: 56, values: (u, values) => values.map(fmt) }],
+      axes: [axis, { ...axis, size: 56, values: (u, values) => values.map(tick) }],
       series: [{}, ...keys.map((key) => ({
         label: key, stroke: colour(key), width: 1.6, spanGaps: true, value: (u, v) => fmt(v),
       }))],
