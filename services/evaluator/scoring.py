@@ -18,6 +18,16 @@ from shared.monitoring.detection import DetectionChange
 from shared.monitoring.error_stream import record_errors
 
 
+def records_per_second(
+    records: int, time_ms: int, previous_ms: int | None, first_window_s: float
+) -> float:
+    """Outputs per second since the previous evaluation; the first one has no previous, so
+    its records count over `first_window_s` (the batch wait)."""
+    if previous_ms is not None and time_ms > previous_ms:
+        return records / ((time_ms - previous_ms) / 1000)
+    return records / first_window_s
+
+
 class SeenIds:
     """Output ids already scored, bounded (oldest forgotten first): a replayed output counts
     once as long as it arrives within the last `capacity` outputs."""

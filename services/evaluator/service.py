@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from services.evaluator.logfiles import UseCaseLogs
-from services.evaluator.scoring import EvaluationResult, Scorer
+from services.evaluator.scoring import EvaluationResult, Scorer, records_per_second
 from services.trainer.service import request_training
 from shared.clients.influx import AioinfluxStore
 from shared.clients.kafka import commit_processed, ensure_topics, make_consumer, start_client
@@ -63,6 +63,7 @@ class Evaluator:
         self.sample = random.Random(usecase.name)
         self.models_cursor = "0"
         self.elastic: ElasticSink | None = None  # when visualization=true
+        self.previous_batch_ms: int | None = None  # time of the last batch document
 
     @staticmethod
     def _scorer(usecase: UseCase) -> Scorer:
@@ -243,14 +244,18 @@ class Evaluator:
                 if value is not None:
                     document["value"] = float(value)
                 sink.add("metrics", f"{name}:{view}:{result.index}:{metric}", document)
-        seconds = max(self.usecase.streaming.reading_time_interval, 200) / 1000
+        first_window_s = max(self.usecase.streaming.reading_time_interval, 200) / 1000
+        rate = records_per_second(
+            len(result.outputs), result.time_ms, self.previous_batch_ms, first_window_s
+        )
+        self.previous_batch_ms = result.time_ms
         batch: dict[str, Any] = {
             "@timestamp": result.time_ms,
             "usecase": name,
             "evaluation": result.index,
             "records": len(result.outputs),
             "duplicates": result.duplicates,
-            "records_per_s": len(result.outputs) / seconds,
+            "records_per_s": rate,
             "alert": self.alert_active,
         }
         for key, q in (("latency_ms_p50", 0.5), ("latency_ms_p95", 0.95)):

@@ -7,7 +7,7 @@ import json
 
 from aiokafka.structs import ConsumerRecord
 
-from services.evaluator.scoring import Scorer, SeenIds
+from services.evaluator.scoring import Scorer, SeenIds, records_per_second
 from shared.config import MonitoringConfig
 from shared.metrics.evaluation import MetricSet
 from shared.metrics.registry import build_metrics
@@ -99,3 +99,11 @@ def test_seen_ids_are_bounded():
     assert seen.add("a") and seen.add("b") and not seen.add("a")
     assert seen.add("c")  # "a" forgotten
     assert seen.add("a")
+
+
+def test_throughput_is_measured_between_evaluations_not_assumed_from_the_batch_wait():
+    """1,000 outputs 4 s after the previous evaluation are 250/s, whatever the batch wait; the
+    first evaluation has no previous one and counts over the batch wait."""
+    assert records_per_second(1000, 14_000, 10_000, first_window_s=0.2) == 250.0
+    assert records_per_second(1000, 14_000, None, first_window_s=0.2) == 5000.0
+    assert records_per_second(50, 10_000, 10_000, first_window_s=0.5) == 100.0  # same ms
