@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from pydantic import SecretStr
@@ -18,17 +19,17 @@ from shared.recordstore import progress_point, record_point
 from tests.integration.pipeline_helpers import kdd_slice
 
 
-@pytest.fixture
-async def setup(tmp_path, data_dir, connections, unique):
-    lines = kdd_slice(data_dir, 600, tmp_path / "kdd.csv").read_text().splitlines()
+@contextlib.asynccontextmanager
+async def kdd_case(tmp_path, data_dir, connections, unique, rows: int, algs: str):
+    """A use case over the first `rows` KDD lines, its InfluxDB database and Redis keys; yields
+    (usecase, write(first, last, partition) storing lines as the launcher does, store, redis)."""
+    lines = kdd_slice(data_dir, rows, tmp_path / "kdd.csv").read_text().splitlines()
     folder = tmp_path / unique
     folder.mkdir()
     (folder / "streaming.props").write_text(
         "mainTopic=t\noutputTopic=o\nproblem.type=KDDClassification\n"
     )
-    (folder / "algs.props").write_text(
-        "algorithm=HoeffdingTreeClassifier\ntraining.interval=200\ntraining.maxdata=100\n"
-    )
+    (folder / "algs.props").write_text(f"algorithm=HoeffdingTreeClassifier\n{algs}")
     settings = connections.model_copy(update={"model_secret": SecretStr("k"), "influx_db": unique})
     usecase = load_usecase(folder, settings)
     influx = AioinfluxStore(settings)
@@ -53,13 +54,22 @@ async def setup(tmp_path, data_dir, connections, unique):
         # as the launcher does after each batch: the points up to here are complete
         await influx.write_lines([progress_point(unique, "t", partition, last - 1)])
 
-    yield usecase, write, ModelStore(redis, unique, b"k"), redis
-    await influx.query(f'DROP DATABASE "{unique}"')
-    await influx.close()
-    keys = [key async for key in redis.scan_iter(f"streamer:{unique}:*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
+    try:
+        yield usecase, write, ModelStore(redis, unique, b"k"), redis
+    finally:
+        await influx.query(f'DROP DATABASE "{unique}"')
+        await influx.close()
+        keys = [key async for key in redis.scan_iter(f"streamer:{unique}:*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+
+@pytest.fixture
+async def setup(tmp_path, data_dir, connections, unique):
+    algs = "training.interval=200\ntraining.maxdata=100\n"
+    async with kdd_case(tmp_path, data_dir, connections, unique, 600, algs) as case:
+        yield case
 
 
 async def wait_until(condition, wait_s: float = 20.0):
@@ -188,38 +198,11 @@ async def test_a_stop_during_a_long_training_abandons_it_and_the_next_start_lear
     record), is abandoned between two pages or slices, nothing is published, and a new trainer
     learns every record."""
     rows = 40_000
-    lines = kdd_slice(data_dir, rows, tmp_path / "kdd.csv").read_text().splitlines()
-    folder = tmp_path / unique
-    folder.mkdir()
-    (folder / "streaming.props").write_text(
-        "mainTopic=t\noutputTopic=o\nproblem.type=KDDClassification\n"
-    )
-    (folder / "algs.props").write_text(
-        "algorithm=HoeffdingTreeClassifier\ntraining.interval=100\ntraining.maxdata=-1\n"
-    )
-    settings = connections.model_copy(update={"model_secret": SecretStr("k"), "influx_db": unique})
-    usecase = load_usecase(folder, settings)
-    influx = AioinfluxStore(settings)
-    redis = connect_redis(settings)
-    store = ModelStore(redis, unique, b"k")
-    try:
-        await influx.ensure_database()
+    algs = "training.interval=100\ntraining.maxdata=-1\n"
+    async with kdd_case(tmp_path, data_dir, connections, unique, rows, algs) as case:
+        usecase, write, store, redis = case
         for first in range(0, rows, 10_000):
-            await influx.write_lines(
-                [
-                    record_point(
-                        unique,
-                        KDDClassificationRecord.parse(lines[i], "kdd"),
-                        topic="t",
-                        partition=0,
-                        offset=i,
-                        event_time_ms=1000 + i,
-                        record_id=f"kdd:{i}",
-                    )
-                    for i in range(first, min(first + 10_000, rows))
-                ]
-            )
-        await influx.write_lines([progress_point(unique, "t", 0, rows - 1)])
+            await write(first, first + 10_000)
 
         if retrain:
             await request_training(redis, unique, "alert: accuracy", by="test")
@@ -244,10 +227,3 @@ async def test_a_stop_during_a_long_training_abandons_it_and_the_next_start_lear
         again.set()
         await asyncio.wait_for(task, 60)
         assert latest.meta["records_learned"] == rows
-    finally:
-        await influx.query(f'DROP DATABASE "{unique}"')
-        await influx.close()
-        keys = [key async for key in redis.scan_iter(f"streamer:{unique}:*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
