@@ -1,6 +1,7 @@
 """The Compose Redis and InfluxDB containers' commands and healthchecks, run here for real in a
 private network namespace (`unshare -n`: its own loopback, so the containers' fixed ports 6379
-and 8086 collide with nothing on this machine). Redis runs the exact `command` of the Compose
+and 8086 collide with nothing on this machine) and PID namespace (whatever the service started
+ends with it, as in a container). Redis runs the exact `command` of the Compose
 file with its environment; InfluxDB runs influxd (the image's command) with the service's
 INFLUXDB_* environment, which influxd reads as configuration; only the data folders are
 remapped, as their volumes would be. Each must pass its own Compose healthcheck, and both must
@@ -54,7 +55,7 @@ def in_namespace(
         pytest.fail("unshare and ip are needed (util-linux, iproute2)")
     assert healthcheck[0] == "CMD-SHELL", healthcheck
     result = subprocess.run(
-        ["unshare", "--net", "sh", "-c", NAMESPACE_SCRIPT],
+        ["unshare", "--net", "--pid", "--fork", "sh", "-c", NAMESPACE_SCRIPT],
         env={
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             **env,
