@@ -83,9 +83,15 @@ class Heartbeat:
     async def beat(self) -> None:
         await self.redis.set(self.key, json.dumps(self.payload(), default=str), ex=self.ttl_s)
 
-    async def start(self) -> None:
-        await self.beat()
-        self._task = asyncio.create_task(self._run(), name=f"heartbeat-{self.service}")
+    async def start(self, *, wait: bool = True) -> None:
+        """Beat now, then every interval_s until stop(). A Redis that does not answer does not
+        stop the service: it is logged and tried again at the next beat. wait=False returns at
+        once (the first beat is made in the background: the API serves meanwhile)."""
+        if wait:
+            await self._beat_or_log()
+        self._task = asyncio.create_task(
+            self._run(first_now=not wait), name=f"heartbeat-{self.service}"
+        )
 
     async def stop(self) -> None:
         """Say "stopping" one last time, then let the key expire.
@@ -107,15 +113,23 @@ class Heartbeat:
             async with asyncio.timeout(STOP_WRITE_TIMEOUT_S):
                 await self.redis.set(self.key, json.dumps(self.payload(), default=str), ex=5)
 
-    async def _run(self) -> None:
+    async def _run(self, first_now: bool) -> None:
+        if first_now:
+            await self._beat_or_log()
         while not self._stopped:
             await asyncio.sleep(self.interval_s)
             if self._stopped:
                 return
-            try:
-                await self.beat()
-            except (RedisError, OSError) as error:  # Redis away: try again next beat
-                log.warning("heartbeat not written", extra={"error": str(error)})
+            await self._beat_or_log()
+
+    async def _beat_or_log(self) -> None:
+        try:
+            await self.beat()
+        except (RedisError, OSError) as error:  # Redis away: try again next beat
+            log.warning(
+                "heartbeat not written, retrying",
+                extra={"service": self.service, "error": str(error)},
+            )
 
 
 async def read_heartbeats(redis: Redis) -> list[dict[str, Any]]:

@@ -10,8 +10,6 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
-
 from shared.clients.redis import connect_redis
 from shared.config import UseCase
 from shared.heartbeat import Heartbeat
@@ -117,13 +115,11 @@ async def heartbeating(
     service: str, usecases: Sequence[UseCase], snapshot: Callable[[], dict[str, Any]] | None = None
 ) -> AsyncIterator[Heartbeat]:
     """This process's heartbeat while inside; an error escaping the block is recorded in it.
-    A Redis that does not answer does not stop the service (its workers report it)."""
+    A Redis that does not answer does not stop the service: the heartbeat retries at each
+    beat, and the workers report the outage."""
     redis = connect_redis(usecases[0].connections, max_connections=2)
     heartbeat = Heartbeat(redis, service, [usecase.name for usecase in usecases], snapshot)
-    try:
-        await heartbeat.start()
-    except (RedisError, OSError) as error:
-        log.warning("heartbeat not started", extra={"error": str(error)})
+    await heartbeat.start()
     try:
         yield heartbeat
     except BaseException as error:

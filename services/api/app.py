@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from redis.exceptions import RedisError
 
 from services.api.catalog import Catalog
 from services.api.dashboard.router import dashboard_router
@@ -29,7 +28,7 @@ from shared.clients.elastic import connect_elasticsearch
 from shared.clients.influx import AioinfluxStore
 from shared.clients.redis import connect_redis
 from shared.config.settings import ConnectionSettings
-from shared.heartbeat import STOP_WRITE_TIMEOUT_S, Heartbeat
+from shared.heartbeat import Heartbeat
 from shared.sinks import DEFAULT_PREFIX
 
 log = logging.getLogger("api")
@@ -104,32 +103,13 @@ def _lifespan_with(heartbeat: bool):
             stack.push_async_callback(context.elastic.close)
             if heartbeat:
                 beat = Heartbeat(context.redis, "api", await context.known_usecases())
-                starting = asyncio.create_task(_start(beat), name="api-heartbeat-start")
-                stack.push_async_callback(_stop, beat, starting)
+                await beat.start(wait=False)  # /health says what is wrong meanwhile
+                stack.push_async_callback(beat.stop)
             log.info("api ready", extra={"usecases_dir": str(context.catalog.usecases_dir)})
             yield
         log.info("api stopped")
 
     return lifespan
-
-
-async def _start(beat: Heartbeat) -> None:
-    """Start the heartbeat; while Redis does not answer, try again (the API serves meanwhile,
-    and /health says what is wrong)."""
-    while True:
-        try:
-            await beat.start()
-            return
-        except (RedisError, OSError) as error:
-            log.warning("api heartbeat not written, retrying", extra={"error": str(error)})
-            await asyncio.sleep(beat.interval_s)
-
-
-async def _stop(beat: Heartbeat, starting: asyncio.Task[None]) -> None:
-    """Bounded, as Heartbeat.stop: redis-py may lose a cancellation inside a command."""
-    starting.cancel()
-    await asyncio.wait({starting}, timeout=STOP_WRITE_TIMEOUT_S)
-    await beat.stop()
 
 
 async def _pipeline_state(context: ApiContext) -> tuple[list[dict[str, Any]], list[str], tuple]:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 from shared.clients.redis import connect_redis
 from shared.config import ConnectionSettings, load_usecase
@@ -21,6 +22,7 @@ from tests.integration.pipeline_helpers import (
     service,
     service_env,
 )
+from tests.integration.tcp_proxy import TcpProxy
 
 
 async def test_a_running_trainer_beats_and_stops_beating(tmp_path, data_dir, connections, unique):
@@ -142,4 +144,31 @@ async def test_stopping_a_heartbeat_always_ends_on_the_real_redis(connections) -
             assert done, f"stop {i}: the beating task runs on"
     finally:
         await redis.delete(*keys)
+        await redis.aclose()
+
+
+async def test_a_heartbeat_started_while_redis_is_away_beats_once_it_is_back(connections) -> None:
+    """A service starts while Redis does not answer; its heartbeat keeps trying and appears as
+    soon as Redis is reachable again (before: a service whose first beat failed never beat)."""
+    address = urlsplit(connections.redis_url)
+    proxy = TcpProxy(address.hostname or "127.0.0.1", address.port or 6379)
+    await proxy.start()
+    await proxy.stop()  # the port is known, nothing listens on it: Redis is away
+    redis = connect_redis(
+        ConnectionSettings(redis_url=f"redis://127.0.0.1:{proxy.port}{address.path or '/0'}")
+    )
+    direct = connect_redis(connections)
+    beat = Heartbeat(redis, "trainer", ["comeback"], interval_s=0.2)
+    try:
+        await beat.start()  # does not raise: the service goes on
+        assert await direct.get(beat.key) is None
+        await proxy.start()
+        async with asyncio.timeout(20):
+            while await direct.get(beat.key) is None:  # noqa: ASYNC110 (written by the beat)
+                await asyncio.sleep(0.1)
+    finally:
+        await beat.stop()
+        await proxy.stop()
+        await direct.delete(beat.key)
+        await direct.aclose()
         await redis.aclose()
