@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -140,7 +141,7 @@ class Replay:
         self.live = live
         self.redis = redis
         self._limit_done = 0.0  # fraction of maxBlocks done, for the progress bar
-        self._partitions: dict[str, _RoundRobin] = {}
+        self._partitions: dict[str, Iterator[int]] = {}
 
     async def run(self) -> None:
         mode = self.config.producer_type
@@ -276,9 +277,9 @@ class Replay:
         keeps the file's order."""
         if topic not in self._partitions:
             available = sorted(await self.producer.partitions_for(topic))
-            first = DefaultPartitioner()(self.key, available, available)
-            self._partitions[topic] = _RoundRobin(available, available.index(first))
-        return self._partitions[topic].next()
+            start = available.index(DefaultPartitioner()(self.key, available, available))
+            self._partitions[topic] = itertools.cycle(available[start:] + available[:start])
+        return next(self._partitions[topic])
 
     async def _enqueue(self, lines: list[Line]) -> list[Sent]:
         """Pack the lines into record batches, per topic, and hand them to the producer.
@@ -405,16 +406,3 @@ def _forget(sent: list[Sent]) -> None:
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-class _RoundRobin:
-    """The partitions of a topic, each in turn."""
-
-    def __init__(self, partitions: list[int], start: int):
-        self.partitions = partitions
-        self.position = start
-
-    def next(self) -> int:
-        partition = self.partitions[self.position % len(self.partitions)]
-        self.position += 1
-        return partition
