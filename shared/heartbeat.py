@@ -132,9 +132,10 @@ class Heartbeat:
             )
 
 
-async def read_heartbeats(redis: Redis) -> list[dict[str, Any]]:
-    """Every live heartbeat (expired ones are gone by construction)."""
-    keys = [key async for key in redis.scan_iter(match=f"{PREFIX}*", count=500)]
+async def read_heartbeats(redis: Redis, pattern: str = f"{PREFIX}*") -> list[dict[str, Any]]:
+    """Every live heartbeat whose key matches `pattern` (expired ones are gone by
+    construction)."""
+    keys = [key async for key in redis.scan_iter(match=pattern, count=500)]
     if not keys:
         return []
     values = await redis.mget(keys)
@@ -147,10 +148,7 @@ async def check_this_host(redis: Redis, service: str) -> tuple[bool, str]:
     Healthy when one of its heartbeats on this host is alive (its key has not expired) and says
     "running"; a recorded error (say, a backing service away and retried) is shown but keeps it
     healthy: the process works and reports. Returns (healthy, a line saying why)."""
-    pattern = f"{heartbeat_key(service, this_host())}-*"
-    keys = [key async for key in redis.scan_iter(match=pattern, count=500)]
-    values = await redis.mget(keys) if keys else []
-    beats = [json.loads(value) for value in values if value is not None]
+    beats = await read_heartbeats(redis, f"{heartbeat_key(service, this_host())}-*")
     running = [beat for beat in beats if beat.get("status") == "running"]
     if not running:
         states = ", ".join(f"{b.get('instance')}: {b.get('status')}" for b in beats)
