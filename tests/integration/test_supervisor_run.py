@@ -152,9 +152,13 @@ async def run_and_stop(
         run.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(run.wait(), 300)
     finally:
-        if run.returncode is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            await run.wait()
+        if run.returncode is None:  # a failed assertion: stop the children too (each has its
+            run.send_signal(signal.SIGTERM)  # own process group: only `run` can reach them)
+            try:
+                await asyncio.wait_for(run.wait(), 90)
+            except TimeoutError:
+                os.killpg(run.pid, signal.SIGKILL)
+                await run.wait()
     lines = supervisor_lines(log)
     messages = [line["msg"] for line in lines]
     assert code == 0, log.read_text()[-6000:]
