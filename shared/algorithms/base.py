@@ -39,6 +39,12 @@ class Algorithm(ABC):
     def predict_one(self, x: Features) -> Any:
         """The prediction for one record (None when the model cannot predict yet)."""
 
+    def predict_proba_one(self, x: Features) -> dict[Any, float] | None:
+        """Class probabilities for one record (label -> probability), or None when the algorithm
+        gives none: regressors, detectors, clusterers, classifiers without probabilities, and
+        a model that cannot predict yet. This default says None, never raises."""
+        return None
+
     def predict_many(self, xs: Sequence[Features], ys: Sequence[Any] | None = None) -> list[Any]:
         """Predictions of a batch. `ys` (the records' targets, if known) is for algorithms whose
         protocol wants them, like the original's external scripts; others ignore it."""

@@ -150,6 +150,20 @@ class RiverAlgorithm(Algorithm):
             return None
         return self.model.predict_one(x)
 
+    def predict_proba_one(self, x: Features) -> dict[Any, float] | None:
+        """River's predict_proba_one for a classifier (or a duck-typed model that has one); None
+        for the other kinds, before any learning (as predict_one), and for a River classifier
+        that raises NotImplementedError (River's way of saying it has no probabilities)."""
+        if self.kind not in (CLASSIFIER, OTHER) or (self.n_learned == 0 and self.supervised):
+            return None
+        predict_proba = getattr(self.model, "predict_proba_one", None)
+        if not callable(predict_proba):
+            return None
+        try:
+            return predict_proba(x)
+        except NotImplementedError:
+            return None
+
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         return _restore_river, (type(self), _compact_dumps(self.__dict__))
 
