@@ -135,67 +135,49 @@ class _Tree:
     def n_branches(self) -> int:
         return len(self.kind) - self.kind.count(_LEAF)
 
+    def child(self, node: int, x: Features) -> int:
+        """The child of branch `node` that x goes to (River's `branch_no`); KeyError when x
+        lacks the feature or has a category (or slot) the branch never saw."""
+        value = x[self.feature[node]]
+        k = self.kind[node]
+        if k == _NUMERIC:
+            return self.first[node] if value <= self.test[node] else self.second[node]
+        if k == _NOMINAL:
+            return self.first[node] if value == self.test[node] else self.second[node]
+        if k == _NOMINAL_MAP:
+            return self.maps[self.first[node]][value]
+        return self.maps[self.first[node]][math.floor(value / self.test[node])]
+
     def leaf(self, x: Features) -> int:
         """The leaf id x reaches (River's `traverse(x, until_leaf=True)`)."""
-        kind, feature, test, first, second = (
-            self.kind,
-            self.feature,
-            self.test,
-            self.first,
-            self.second,
-        )
+        kind, child, fallback = self.kind, self.child, self.fallback
         node = 0
-        while True:
-            k = kind[node]
-            if k == _LEAF:
-                return first[node]
+        while kind[node] != _LEAF:
             try:
-                if k == _NUMERIC:
-                    node = first[node] if x[feature[node]] <= test[node] else second[node]
-                elif k == _NOMINAL:
-                    node = first[node] if x[feature[node]] == test[node] else second[node]
-                elif k == _NOMINAL_MAP:
-                    node = self.maps[first[node]][x[feature[node]]]
-                else:
-                    node = self.maps[first[node]][math.floor(x[feature[node]] / test[node])]
+                node = child(node, x)
             except KeyError:
-                node = self.fallback[node]
+                node = fallback[node]
+        return self.first[node]
 
     def leaves(self, x: Features) -> list[int]:
         """The leaf ids an adaptive tree's `traverse` returns: the alternate tree of every
         branch on x's path, then x's leaf. River's `walk` yields a most-common-path child twice
         (once from the parent's fallback, once from the child's own walk), so that child's
         alternate tree counts twice: replayed."""
-        kind, feature, test, first, second, alternate = (
-            self.kind,
-            self.feature,
-            self.test,
-            self.first,
-            self.second,
-            self.alternate,
-        )
+        kind, child, fallback, alternate = self.kind, self.child, self.fallback, self.alternate
         found = []
         node = 0
-        while True:
-            k = kind[node]
-            if k == _LEAF:
-                found.append(first[node])
-                return found
+        while kind[node] != _LEAF:
             if alternate[node] >= 0:
                 found.append(alternate[node])
             try:
-                if k == _NUMERIC:
-                    node = first[node] if x[feature[node]] <= test[node] else second[node]
-                elif k == _NOMINAL:
-                    node = first[node] if x[feature[node]] == test[node] else second[node]
-                elif k == _NOMINAL_MAP:
-                    node = self.maps[first[node]][x[feature[node]]]
-                else:
-                    node = self.maps[first[node]][math.floor(x[feature[node]] / test[node])]
+                node = child(node, x)
             except KeyError:
-                node = self.fallback[node]
+                node = fallback[node]
                 if kind[node] != _LEAF and alternate[node] >= 0:
                     found.append(alternate[node])
+        found.append(self.first[node])
+        return found
 
 
 def _flatten(

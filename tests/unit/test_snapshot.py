@@ -245,7 +245,7 @@ def test_kdd_first_rows_are_replayed_exactly(
     stays one naive Bayes leaf over 41 features and 9 classes; an eager one splits)."""
     rows = kdd["first"]
     model = tree.HoeffdingTreeClassifier(leaf_prediction=leaf_prediction, **params)
-    probes = [x for x, _ in rows[20000:]][::2] + [x for x, _ in rows[:20000:50]]
+    probes = [x for x, _ in rows[20000:]][::4] + [x for x, _ in rows[:20000:100]]
     check_exact_while_learning(model, rows[:20000], [2000, 8000, 14000, 20000], probes)
     if "delta" in params:
         assert NominalMultiwayBranch in branch_types(model)
@@ -267,10 +267,10 @@ def test_kdd_sample_of_the_whole_file_is_replayed_exactly(
 
 
 def test_extremely_fast_decision_tree_is_replayed_exactly() -> None:
-    rows = drifting_agrawal(2000, seed=5) + nominal_stream(2000, seed=6)
+    rows = drifting_agrawal(1200, seed=5) + nominal_stream(1500, seed=6)
     model = tree.ExtremelyFastDecisionTreeClassifier(grace_period=50, min_samples_reevaluate=50)
     check_exact_while_learning(
-        model, rows[:11000], [1000, 4000, 7000, 11000], [x for x, _ in rows[11000:]][::4]
+        model, rows[:7000], [1000, 3000, 5000, 7000], [x for x, _ in rows[7000:]]
     )
     assert model.n_branches > 0
 
@@ -296,10 +296,10 @@ def test_hoeffding_adaptive_tree_classifier_is_replayed_exactly(leaf_prediction:
 
 
 def test_arf_classifier_is_replayed_exactly() -> None:
-    rows = drifting_agrawal(1500, seed=7) + nominal_stream(2000, seed=8)
+    rows = drifting_agrawal(1000, seed=7) + nominal_stream(1500, seed=8)
     model = forest.ARFClassifier(n_models=4, seed=3, grace_period=30)
     check_exact_while_learning(
-        model, rows[:9000], [100, 2000, 5000, 9000], [x for x, _ in rows[9000:]][::4]
+        model, rows[:6000], [100, 1500, 3500, 6000], [x for x, _ in rows[6000:]][::2]
     )
 
 
