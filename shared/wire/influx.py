@@ -1,0 +1,273 @@
+"""The InfluxDB measurements: how they are written and how they are read back.
+
+Records (`<usecase>`, written by the launcher, read by the trainer's refits and retrains): one
+point per input record. Its identity is (tags `source`, `topic`, `partition`; time = the Kafka
+offset as nanoseconds): unique, the same when a record is processed again after a crash (the
+point is overwritten, not duplicated), and increasing in write order within a series. Fields:
+the raw line (`_line`, parsed again by the record class when read: one string field costs the
+server a sixth of the CPU of one field per value), its first label (`_target`), the event
+time and the record id.
+
+InfluxDB 1.x stores each field of a point separately, so a query during a write can see a
+point with only some of its fields. After each successful batch the launcher writes a progress
+point per topic/partition (`<usecase>_progress`, time 0, field `offset` = the batch's last
+offset): every record point up to that offset is complete, and readers go no further.
+
+Metrics (`<usecase>_metrics`, written by the evaluator, read by the API and the dashboard):
+tags `view`, `metric`; fields `value`, `evaluation`; time = the evaluation's time.
+
+No other module writes InfluxQL: services call these readers (shared/clients/influx.py runs
+the queries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shared.clients.line_protocol import encode_point
+from shared.wire.kafka import partition_key
+
+TAGS = ("source", "topic", "partition")
+LINE = "_line"
+TARGET = "_target"
+EVENT_TIME = "_event_time"
+RECORD_ID = "_record_id"
+METRICS_SUFFIX = "_metrics"
+PROGRESS_SUFFIX = "_progress"
+#: Records per query when reading everything.
+PAGE = 20000
+
+
+class QueryRunner(Protocol):
+    """What the readers need: InfluxQL in, rows (tags merged in) out."""
+
+    async def query(self, influxql: str) -> list[dict[str, Any]]: ...
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of records: a source's records of one input partition."""
+
+    source: str
+    topic: str
+    partition: int
+
+    def where(self) -> str:
+        return (
+            f'"source"={quote_string(self.source)} AND "topic"={quote_string(self.topic)} '
+            f'AND "partition"={quote_string(str(self.partition))}'
+        )
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record read back: its raw line and where it sits."""
+
+    line: str
+    target: str | None
+    series: Series
+    offset: int
+    event_time_ms: int
+    record_id: str
+
+
+class RecordsMeasurement:
+    """The records of one use case."""
+
+    def __init__(self, usecase: str):
+        self.name = usecase
+        self.progress_name = usecase + PROGRESS_SUFFIX
+
+    def point(
+        self,
+        line: str,
+        *,
+        source: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        event_time_ms: int,
+        record_id: str,
+        target: str | None = None,
+    ) -> str:
+        fields: dict[str, Any] = {LINE: line, EVENT_TIME: event_time_ms, RECORD_ID: record_id}
+        if target is not None:
+            fields[TARGET] = target
+        tags = {"source": source, "topic": topic, "partition": str(partition)}
+        return encode_point(self.name, tags, fields, offset)
+
+    def progress_point(self, topic: str, partition: int, offset: int) -> str:
+        """Every record point of topic/partition up to `offset` is completely written."""
+        tags = {"topic": topic, "partition": str(partition)}
+        return encode_point(self.progress_name, tags, {"offset": offset}, 0)
+
+    async def complete_series(self, store: QueryRunner) -> list[tuple[Series, int]]:
+        """Each series with the offset up to which its points are completely written (a
+        series without a progress point has nothing complete yet)."""
+        progress = await store.query(
+            f'SELECT "offset" FROM {quote_identifier(self.progress_name)} GROUP BY *'
+        )
+        complete = {
+            (str(row["topic"]), str(row["partition"])): int(row["offset"]) for row in progress
+        }
+        found = []
+        for row in await store.query(f"SHOW SERIES FROM {quote_identifier(self.name)}"):
+            tags = dict(part.split("=", 1) for part in str(row["key"]).split(",")[1:])
+            topic, partition = tags.get("topic", ""), tags.get("partition", "")
+            if (topic, partition) in complete and partition.isdigit():
+                series = Series(tags.get("source", ""), topic, int(partition))
+                found.append((series, complete[(topic, partition)]))
+        return found
+
+    async def read(
+        self,
+        store: QueryRunner,
+        series: Series,
+        *,
+        after: int = -1,
+        until: int,
+        limit: int,
+        newest_first: bool = False,
+    ) -> list[StoredRecord]:
+        """At most `limit` complete records of `series` with after < offset <= until, oldest
+        first (or newest first)."""
+        order = "DESC" if newest_first else "ASC"
+        rows = await store.query(
+            f"SELECT * FROM {quote_identifier(self.name)} WHERE {series.where()} "
+            f"AND time > {after} AND time <= {until} ORDER BY time {order} LIMIT {limit}"
+        )
+        return records_from_rows(rows, series)
+
+    async def recent(
+        self, store: QueryRunner, limit: int, between_pages: Callable[[], None] = lambda: None
+    ) -> tuple[list[StoredRecord], dict[str, int]]:
+        """The most recent `limit` complete records (-1: all), oldest first, and per input
+        partition (`<topic>/<partition>`) the offset after its last complete record.
+        `between_pages` is called before each query (it may raise to abandon the read)."""
+        records: list[StoredRecord] = []
+        ends: dict[str, int] = {}
+        for series, watermark in await self.complete_series(store):
+            key = partition_key(series.topic, series.partition)
+            ends[key] = max(ends.get(key, 0), watermark + 1)
+            after = -1
+            while True:
+                between_pages()
+                page = limit if limit > 0 else PAGE
+                rows = await self.read(
+                    store, series, after=after, until=watermark, limit=page, newest_first=limit > 0
+                )
+                records += rows
+                if limit > 0 or len(rows) < page:
+                    break
+                after = rows[-1].offset
+        records.sort(key=lambda record: (record.event_time_ms, record.offset))
+        return (records[-limit:] if limit > 0 else records), ends
+
+
+def records_from_rows(rows: Iterable[dict[str, Any]], series: Series) -> list[StoredRecord]:
+    """Rows of `SELECT *` (time in ns epoch) back into records; a point still being written
+    (without its line or its event time) is left out."""
+    records = []
+    for row in rows:
+        line, event_time = row.get(LINE), row.get(EVENT_TIME)
+        if line is None or event_time is None:
+            continue
+        target = row.get(TARGET)
+        records.append(
+            StoredRecord(
+                line=str(line),
+                target=None if target is None else str(target),
+                series=series,
+                offset=int(row["time"]),
+                event_time_ms=int(event_time),
+                record_id=str(row.get(RECORD_ID) or ""),
+            )
+        )
+    return records
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One metric value read back."""
+
+    view: str
+    metric: str
+    time_ms: int
+    value: float | None
+
+
+class MetricsMeasurement:
+    """The evaluator's metric values of one use case."""
+
+    def __init__(self, usecase: str):
+        self.name = usecase + METRICS_SUFFIX
+
+    def point(self, view: str, metric: str, value: float, evaluation: int, time_ms: int) -> str:
+        tags = {"view": view, "metric": metric}
+        return encode_point(
+            self.name, tags, {"value": float(value), "evaluation": evaluation}, time_ms * 1_000_000
+        )
+
+    def _where(self, clauses: list[str]) -> str:
+        return f" WHERE {' AND '.join(clauses)}" if clauses else ""
+
+    async def latest(self, store: QueryRunner, view: str | None = None) -> list[MetricPoint]:
+        """The last value of each (view, metric)."""
+        where = self._where([f'"view" = {quote_string(view)}'] if view else [])
+        rows = await store.query(
+            f'SELECT last("value") AS "value" FROM {quote_identifier(self.name)}{where} '
+            'GROUP BY "view","metric"'
+        )
+        return [_metric(row) for row in rows]
+
+    async def recent(
+        self, store: QueryRunner, since_s: int, view: str | None = None, points: int = 1000
+    ) -> list[MetricPoint]:
+        """The newest `points` values of each (view, metric) of the last `since_s` seconds."""
+        clauses = [f"time > now() - {int(since_s)}s"]
+        if view:
+            clauses.append(f'"view" = {quote_string(view)}')
+        rows = await store.query(
+            f'SELECT "value" FROM {quote_identifier(self.name)}{self._where(clauses)} '
+            f'GROUP BY "view","metric" ORDER BY time DESC LIMIT {int(points)}'
+        )
+        return [_metric(row) for row in rows]
+
+    async def buckets(self, store: QueryRunner, start_ms: int, bucket_ms: int) -> list[MetricPoint]:
+        """The last value of each (view, metric) per bucket of `bucket_ms` since `start_ms`."""
+        rows = await store.query(
+            f'SELECT last("value") AS "value" FROM {quote_identifier(self.name)} '
+            f"WHERE time >= {int(start_ms)}ms GROUP BY time({int(bucket_ms)}ms), "
+            '"view", "metric" fill(none)'
+        )
+        return [_metric(row) for row in rows]
+
+
+def _metric(row: dict[str, Any]) -> MetricPoint:
+    value = row.get("value")
+    return MetricPoint(
+        view=str(row.get("view", "")),
+        metric=str(row.get("metric", "")),
+        time_ms=int(row["time"]) // 1_000_000,
+        value=float(value) if isinstance(value, int | float) else None,
+    )
+
+
+async def usecases_with_metrics(store: QueryRunner) -> set[str]:
+    """Use cases whose evaluator has written metrics."""
+    rows = await store.query("SHOW MEASUREMENTS")
+    return {
+        str(row["name"]).removesuffix(METRICS_SUFFIX)
+        for row in rows
+        if str(row.get("name", "")).endswith(METRICS_SUFFIX)
+    }

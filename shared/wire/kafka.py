@@ -1,0 +1,108 @@
+"""What travels on Kafka: header names, dead-letter topics, and the output message.
+
+Input topics carry raw lines (value), the source name (key) and a `record-id` header. The
+launcher writes one `Output` per input record to `outputTopic`, and a line it cannot parse to
+`<topic>.dlq` with `DeadLetter` headers. Readers validate what they read (`Output.decode`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+#: Header of every input record: `<source>:<line number>`, stable across replays.
+RECORD_ID_HEADER = "record-id"
+
+Headers = list[tuple[str, bytes]]
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where what cannot be used from `topic` goes, with the reason."""
+    return f"{topic}.dlq"
+
+
+def input_id(topic: str, partition: int, offset: int) -> str:
+    """The identity of an input record: unique, and the same when it is processed again."""
+    return f"{topic}/{partition}/{offset}"
+
+
+def partition_key(topic: str, partition: int) -> str:
+    """`<topic>/<partition>`: how positions per partition are keyed in metadata and Redis."""
+    return f"{topic}/{partition}"
+
+
+def record_id_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
+    """The `record-id` header's text, if the message has one."""
+    for key, value in headers or ():
+        if key == RECORD_ID_HEADER:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+class _Message(BaseModel):
+    # readers ignore fields they do not know: a newer writer may add some
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Timings(_Message):
+    """Epoch milliseconds along the way of one record."""
+
+    produced: int | None = Field(description="the input record's Kafka timestamp")
+    consumed: int | None = Field(description="when the launcher took its batch")
+    predicted: int | None = Field(description="when the launcher's model predicted it")
+
+
+class Output(_Message):
+    """One prediction on `outputTopic` (key: `id`), one per input record."""
+
+    id: str = Field(description="`<topic>/<partition>/<offset>` of the input record")
+    record_id: str = Field(description="the input's `record-id` header (else `id`)")
+    usecase: str
+    source: str = Field(description="the data source (the input message's key)")
+    event_time: int | None = Field(description="the record's event time, epoch ms")
+    prediction: JsonValue = Field(description="the model's prediction (null: none yet)")
+    targets: list[JsonValue] = Field(description="the record's labels, when it carries them")
+    model_version: int | None = Field(description="the model version that predicted")
+    staleness: int | None = Field(
+        None,
+        description="records of this record's input partition, before it, that the predicting "
+        "version had not learned (0: fresh; null: unknown)",
+    )
+    timings: Timings
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def decode(cls, value: bytes | None) -> Output:
+        """Validate one message (pydantic.ValidationError says what is wrong)."""
+        return cls.model_validate_json(value or b"")
+
+
+class DeadLetter(_Message):
+    """The headers of a dead letter; its value is the original bytes, unchanged."""
+
+    error: str = Field(description="why the message could not be used")
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    usecase: str
+    record_id: str | None = None
+
+    def headers(self) -> Headers:
+        headers = [
+            ("error", self.error.encode()),
+            ("source-topic", self.source_topic.encode()),
+            ("source-partition", str(self.source_partition).encode()),
+            ("source-offset", str(self.source_offset).encode()),
+            ("usecase", self.usecase.encode()),
+        ]
+        if self.record_id is not None:
+            headers.append((RECORD_ID_HEADER, self.record_id.encode()))
+        return headers
+
+    @classmethod
+    def from_headers(cls, headers: Sequence[tuple[str, bytes]]) -> DeadLetter:
+        values = {key.replace("-", "_"): value.decode("utf-8", "replace") for key, value in headers}
+        return cls.model_validate(values)

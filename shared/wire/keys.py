@@ -1,0 +1,110 @@
+"""Every Redis key of the pipeline, built in one place.
+
+Use-case keys share the prefix `streamer:<usecase>:`; heartbeats are global
+(`streamer:heartbeat:<service>:<instance>`). docs/wire-format.md lists them with their types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "streamer"
+HEARTBEAT_PREFIX = f"{ROOT}:heartbeat:"
+
+
+@dataclass(frozen=True)
+class UseCaseKeys:
+    """The Redis keys of one use case."""
+
+    usecase: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{ROOT}:{self.usecase}:"
+
+    # ---- model store (written by the trainer) ----
+    @property
+    def model_counter(self) -> str:
+        """String: the last version number handed out (INCR)."""
+        return self.prefix + "model:counter"
+
+    @property
+    def model_latest(self) -> str:
+        """String: the newest published version number."""
+        return self.prefix + "model:latest"
+
+    @property
+    def model_checkpoint(self) -> str:
+        """Hash: the metadata of the newest checkpoint (a version whose full, learning model
+        is kept for a restarted trainer)."""
+        return self.prefix + "model:checkpoint"
+
+    @property
+    def model_checkpoint_full(self) -> str:
+        """Bytes: the signed full model of the newest checkpoint."""
+        return self.prefix + "model:checkpoint:full"
+
+    def model(self, version: int) -> str:
+        """Bytes: the signed envelope launchers load (an inference snapshot or the full model)."""
+        return f"{self.prefix}model:{version}"
+
+    def model_meta(self, version: int) -> str:
+        """Hash: the version's metadata (shared.wire.store.ModelMeta), JSON values."""
+        return f"{self.prefix}model:{version}:meta"
+
+    @property
+    def models(self) -> str:
+        """Stream: one entry per published version (the notification, with its metadata)."""
+        return self.prefix + "models"
+
+    # ---- training ----
+    @property
+    def train_requests(self) -> str:
+        """Stream: retrain requests (shared.wire.store.RetrainRequest), group `trainer`."""
+        return self.prefix + "train:requests"
+
+    @property
+    def trainer_lease(self) -> str:
+        """String with TTL: the instance of the trainer that may publish (one at a time)."""
+        return self.prefix + "trainer:lease"
+
+    @property
+    def launcher_progress(self) -> str:
+        """Hash: `<topic>/<partition>` -> the next input offset no launcher has predicted yet;
+        the trainer learns no record before it was predicted."""
+        return self.prefix + "launcher:progress"
+
+    @property
+    def launcher_demand(self) -> str:
+        """Hash: `<topic>/<partition>` -> the position a waiting launcher needs a version to
+        have learnt (launcher.max.staleness); the trainer publishes as soon as it is there."""
+        return self.prefix + "launcher:demand"
+
+    def external_lock(self, phase: str) -> str:
+        """String: lock of the original's external-script protocol for one phase."""
+        return f"{self.prefix}external:{phase}:lock"
+
+    # ---- run-time configuration (written by the api) ----
+    @property
+    def config_overrides(self) -> str:
+        """Hash: props key -> value (props-file text) for the keys changeable at run time."""
+        return self.prefix + "config:overrides"
+
+    @property
+    def config_audit(self) -> str:
+        """Stream: one entry per configuration change (who, at, key, old, new)."""
+        return self.prefix + "config:audit"
+
+
+def heartbeat_key(service: str, instance: str) -> str:
+    """String (JSON, with TTL): the heartbeat of one service instance."""
+    return f"{HEARTBEAT_PREFIX}{service}:{instance}"
+
+
+def heartbeat_pattern(service: str | None = None, host: str | None = None) -> str:
+    """A SCAN pattern over heartbeats: all, one service's, or one service's on one host."""
+    if service is None:
+        return f"{HEARTBEAT_PREFIX}*"
+    if host is None:
+        return f"{HEARTBEAT_PREFIX}{service}:*"
+    return f"{HEARTBEAT_PREFIX}{service}:{host}-*"
