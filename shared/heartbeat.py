@@ -36,6 +36,11 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+def this_instance() -> str:
+    """This process's instance name: `<hostname>-<pid>`."""
+    return f"{this_host()}-{os.getpid()}"
+
+
 class Heartbeat:
     """Refreshes this process's heartbeat key until stopped; `snapshot()` gives counters and
     model versions per use case (cheap, called on the event loop)."""
@@ -55,7 +60,7 @@ class Heartbeat:
         self.snapshot = snapshot or dict
         self.interval_s = interval_s
         self.ttl_s = ttl_s
-        self.instance = f"{this_host()}-{os.getpid()}"
+        self.instance = this_instance()
         self.key = heartbeat_key(service, self.instance)
         self.started_at = time.time()
         self.status = "running"

@@ -20,7 +20,6 @@ from typing import Any
 
 from services.evaluator.logfiles import UseCaseLogs
 from services.evaluator.scoring import EvaluationResult, Scorer, records_per_second
-from services.trainer.service import request_training
 from shared.clients.influx import AioinfluxStore
 from shared.clients.kafka import commit_processed, ensure_topics, make_consumer, start_client
 from shared.clients.line_protocol import encode_point
@@ -32,6 +31,7 @@ from shared.metrics.registry import build_metric, usecase_metric_set
 from shared.monitoring.detection import ChangeKind
 from shared.monitoring.factory import build_detector
 from shared.sinks.elastic import ElasticSink
+from shared.wire.store import request_training
 
 log = logging.getLogger("evaluator")
 

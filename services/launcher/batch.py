@@ -1,12 +1,12 @@
 """The CPU side of one launcher batch, as plain functions (no I/O): parse each message with the
-use case's record class, run the model (test, then train), and encode what the sinks receive.
+use case's record class, predict with the serving model (and learn, when the launcher learns),
+and encode what the sinks receive.
 
 Runs in the launcher's worker thread so the event loop keeps serving Kafka heartbeats.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,18 +16,10 @@ from aiokafka.structs import ConsumerRecord
 
 from shared.algorithms.base import Algorithm
 from shared.prepostprocessors import PrePostProcessor
-from shared.records.base import RecordError, TimeRecord
-from shared.recordstore import progress_point, record_point
-
-RECORD_ID_HEADER = "record-id"
-
-
-@dataclass
-class DeadLetter:
-    """A message that could not be parsed, with the reason, bound for `<topic>.dlq`."""
-
-    message: ConsumerRecord
-    reason: str
+from shared.records.base import TimeRecord
+from shared.records.messages import Rejected, parse_messages
+from shared.wire.influx import RecordsMeasurement
+from shared.wire.kafka import Output, Timings, input_id, partition_key, record_id_of
 
 
 @dataclass
@@ -35,126 +27,133 @@ class BatchResult:
     """What the sinks must write before the batch's offsets can be committed."""
 
     influx_lines: list[str] = field(default_factory=list)
-    outputs: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, JSON value)
-    dead: list[DeadLetter] = field(default_factory=list)
+    outputs: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # key, value, partition
+    dead: list[Rejected] = field(default_factory=list)
     # (prediction, first target) of each processed record, for progress counters and tests
     scored: list[tuple[Any, Any]] = field(default_factory=list)
-    # written after influx_lines succeeded: the trainer reads records up to these offsets
+    # written after influx_lines succeeded: the trainer's refits read records up to these
     progress_lines: list[str] = field(default_factory=list)
+    # `<topic>/<partition>` -> the offset after the batch's last message
+    next_offsets: dict[str, int] = field(default_factory=dict)
+    staleness: list[int] = field(default_factory=list)
 
 
 @dataclass
-class ModelSlot:
-    """The launcher's live model: what predicts, whether it learns, and its base version."""
+class ServingModel:
+    """The launcher's model: what predicts, which version it is, how far that version learnt
+    each input partition (its `positions`), and whether it also learns here."""
 
     algorithm: Algorithm | None
     version: int | None
-    learn: bool
-    predict: bool
+    positions: dict[str, int] = field(default_factory=dict)
+    learn: bool = False
+    predict: bool = True
 
-
-def record_id_of(message: ConsumerRecord) -> str:
-    for key, value in message.headers or ():
-        if key == RECORD_ID_HEADER:
-            return value.decode("utf-8", "replace")
-    return f"{message.topic}/{message.partition}/{message.offset}"
+    def staleness(self, topic: str, partition: int, offset: int) -> int | None:
+        """Records of the partition before `offset` that this model has not learnt."""
+        if self.algorithm is None:
+            return None
+        return max(0, offset - self.positions.get(partition_key(topic, partition), 0))
 
 
 def process_batch(
     usecase: str,
-    measurement: str,
+    measurement: RecordsMeasurement,
     messages: Sequence[ConsumerRecord],
     record_class: type[TimeRecord],
-    model: ModelSlot,
+    model: ServingModel,
     processor: PrePostProcessor | None,
     consumed_ms: int,
 ) -> BatchResult:
-    """Parse, (pre-process), predict then learn each record, (post-process), encode sinks."""
-    result = BatchResult()
-    records: list[TimeRecord] = []
-    origins: list[ConsumerRecord] = []
-    for message in messages:
-        try:
-            line = (message.value or b"").decode("utf-8")
-            source = (message.key or b"").decode("utf-8", "replace")
-            records.append(record_class.parse(line, source))
-            origins.append(message)
-        except UnicodeDecodeError:
-            result.dead.append(DeadLetter(message, "not UTF-8 text"))
-        except RecordError as error:
-            result.dead.append(DeadLetter(message, str(error)))
-    if processor is not None and records:
-        records = list(processor.preprocess(records))
-        if len(records) != len(origins):
-            raise RuntimeError("a pre-processor must return one record per input record")
-    for record, prediction in zip(records, _run_model(model, records), strict=True):
-        record.outputs = [prediction]
+    """Parse, (pre-process), predict (then learn, in learning mode), (post-process), encode."""
+    parsed = parse_messages(messages, record_class, processor)
+    result = BatchResult(dead=parsed.rejected)
+    records = parsed.records
+    staleness = _run_model(model, records, parsed.messages)
     if processor is not None and records:
         records = list(processor.postprocess(records))
     predicted_ms = int(time.time() * 1000)
-    for record, message in zip(records, origins, strict=True):
-        record_id = record_id_of(message)
+    for record, message, line, stale in zip(
+        records, parsed.messages, parsed.lines, staleness, strict=True
+    ):
+        topic, partition, offset = message.topic, message.partition, message.offset
+        output_id = input_id(topic, partition, offset)
+        record_id = record_id_of(message.headers) or output_id
         event_time = int(record.timestamp.timestamp() * 1000) if record.timestamp else None
         event_time = event_time or message.timestamp
-        output_id = f"{message.topic}/{message.partition}/{message.offset}"
-        prediction = record.outputs[0] if record.outputs else None
+        prediction = _jsonable(record.outputs[0]) if record.outputs else None
+        target = record.targets[0] if record.targets else None
         result.influx_lines.append(
-            record_point(
-                measurement,
-                record,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
+            measurement.point(
+                line,
+                source=record.source,
+                topic=topic,
+                partition=partition,
+                offset=offset,
                 event_time_ms=event_time,
                 record_id=record_id,
+                target=target,
             )
         )
-        value = {
-            "id": output_id,
-            "record_id": record_id,
-            "usecase": usecase,
-            "source": record.source,
-            "event_time": event_time,
-            "prediction": _jsonable(prediction),
-            "targets": record.targets,
-            "model_version": model.version,
-            "timings": {
-                "produced": message.timestamp,
-                "consumed": consumed_ms,
-                "predicted": predicted_ms,
-            },
-        }
-        result.outputs.append((output_id.encode(), json.dumps(value).encode()))
-        result.scored.append((prediction, record.targets[0] if record.targets else None))
+        output = Output(
+            id=output_id,
+            record_id=record_id,
+            usecase=usecase,
+            source=record.source,
+            event_time=event_time,
+            prediction=prediction,
+            targets=record.targets,
+            model_version=model.version,
+            staleness=stale,
+            timings=Timings(
+                produced=message.timestamp, consumed=consumed_ms, predicted=predicted_ms
+            ),
+        )
+        # same partition number as the input: a partition's outputs stay in its order
+        result.outputs.append((output_id.encode(), output.encode(), partition))
+        result.scored.append((prediction, target))
+        if stale is not None:
+            result.staleness.append(stale)
     last: dict[tuple[str, int], int] = {}
     for message in messages:
         key = (message.topic, message.partition)
         last[key] = max(last.get(key, -1), message.offset)
     result.progress_lines = [
-        progress_point(measurement, topic, partition, offset)
+        measurement.progress_point(topic, partition, offset)
         for (topic, partition), offset in last.items()
     ]
+    result.next_offsets = {
+        partition_key(topic, partition): offset + 1 for (topic, partition), offset in last.items()
+    }
     return result
 
 
-def _run_model(model: ModelSlot, records: Sequence[TimeRecord]) -> list[Any]:
-    """Test-then-train record by record for an incremental model that learns here; otherwise
-    one `predict_many` for the batch (an external algorithm runs its script once per batch)."""
+def _run_model(
+    model: ServingModel, records: Sequence[TimeRecord], messages: Sequence[ConsumerRecord]
+) -> list[int | None]:
+    """Set each record's prediction; return each one's staleness.
+
+    Predict-only (the default): one `predict_many` for the batch (an external algorithm runs
+    its script once per batch, not per record). Learning here (launcher.learn=true, an
+    incremental model): test-then-train record by record, as River's progressive validation."""
     algorithm = model.algorithm
-    if algorithm is None:
-        return [None] * len(records)
-    if model.learn and algorithm.incremental:
-        predictions = []
-        for record in records:
+    if algorithm is not None and model.learn and algorithm.incremental:
+        staleness: list[int | None] = []
+        for record, message in zip(records, messages, strict=True):
+            staleness.append(model.staleness(message.topic, message.partition, message.offset))
             x = record.values
-            predictions.append(algorithm.predict_one(x) if model.predict else None)
+            record.outputs = [algorithm.predict_one(x) if model.predict else None]
             if record.targets:
                 algorithm.learn_one(x, record.targets[0])
-        return predictions
-    if not model.predict or not records:
-        return [None] * len(records)
-    targets = [record.targets[0] if record.targets else None for record in records]
-    return algorithm.predict_many([record.values for record in records], targets)
+            model.positions[partition_key(message.topic, message.partition)] = message.offset + 1
+        return staleness
+    staleness = [model.staleness(m.topic, m.partition, m.offset) for m in messages]
+    if algorithm is not None and model.predict and records:
+        targets = [record.targets[0] if record.targets else None for record in records]
+        predictions = algorithm.predict_many([record.values for record in records], targets)
+        for record, prediction in zip(records, predictions, strict=True):
+            record.outputs = [prediction]
+    return staleness
 
 
 def _jsonable(value: Any) -> Any:

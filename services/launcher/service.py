@@ -2,13 +2,17 @@
 records and predictions, at least once.
 
 Per micro-batch: take what has arrived (waiting at most readingTimeInterval ms), parse, predict
-then learn (worker thread), then write InfluxDB points, outputs and dead letters concurrently,
-and commit the offsets only once all three are acknowledged. A crash replays the uncommitted
-batch; every sink is keyed by the input record's topic/partition/offset, so a replay overwrites.
+(worker thread), then write InfluxDB points, outputs and dead letters concurrently, commit the
+offsets only once all three are acknowledged, and say in Redis how far it predicted each
+partition (the trainer learns nothing a launcher has not predicted yet). A crash replays the
+uncommitted batch; every sink is keyed by the input record's topic/partition/offset, so a replay
+overwrites.
 
-The model lives here: an incremental model predicts each record, then learns it (River's
-test-then-train), so predictions never wait for a hand-off. The trainer's versions are adopted
-at start, after a retrain (alert, request, classical refit), and always for batch models.
+Launchers predict; the trainer learns (services/trainer). Each new model version is loaded in
+the background (fetch and unpickle off the event loop) and adopted between two batches, so any
+number of launchers predict with versions of one shared model. `launcher.learn=true` makes a
+single launcher learn test-then-train itself (no staleness), adopting the trainer's versions
+only at start and after a retrain.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
-from services.launcher.batch import BatchResult, DeadLetter, ModelSlot, process_batch
+from services.launcher.batch import BatchResult, ServingModel, process_batch
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore
 from shared.clients.kafka import (
@@ -37,14 +42,21 @@ from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.config.live import LiveConfig
 from shared.errors import ServiceUnavailableError
-from shared.modelstore import ModelIntegrityError, ModelStore, model_secret
+from shared.modelstore import ModelIntegrityError, ModelStore, ModelVersion, model_secret
 from shared.prepostprocessors import processor_for
 from shared.records import record_class_for
-from shared.recordstore import measurement_for
+from shared.records.messages import Rejected
+from shared.wire.influx import RecordsMeasurement
+from shared.wire.kafka import DeadLetter, dead_letter_topic, partition_key, record_id_of
+from shared.wire.keys import UseCaseKeys
 
 log = logging.getLogger("launcher")
 
 MAX_BATCH_RECORDS = 2000
+#: Longest wait for a version within launcher.max.staleness while none is published.
+STALENESS_WAIT_S = 10.0
+#: One wait for the next publication (the model's latest version is checked in between).
+VERSION_WAIT_MS = 200
 SINK_TIMEOUT_S = 60.0
 SINK_ATTEMPTS = 5
 
@@ -57,6 +69,8 @@ class LauncherCounters:
     dead_letters: int = 0
     model_swaps: int = 0
     lag: int = 0  # records in the assigned partitions not processed yet, after the last batch
+    staleness: int = 0  # the largest staleness of the last batch's predictions
+    model_load_ms: float = 0.0  # fetch and unpickle time of the last version adopted
 
 
 class _WaitForBatch(ConsumerRebalanceListener):
@@ -82,23 +96,33 @@ class Launcher:
         self.counters = LauncherCounters()
         self.record_class = record_class_for(usecase)
         self.processor = processor_for(usecase)
-        self.measurement = measurement_for(usecase.name)
+        self.measurement = RecordsMeasurement(usecase.name)
+        self.keys = UseCaseKeys(usecase.name)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"launcher-{usecase.name}")
         self.batch_lock = asyncio.Lock()
         self.refused: set[int] = set()  # model versions that failed their HMAC check
-        streaming = usecase.streaming
-        self.model = ModelSlot(
-            None, None, learn=streaming.online_train, predict=streaming.online_inference
-        )
+        self.model = ServingModel(None, None)
+        self._apply_switches()
+        self._loading: asyncio.Task[ModelVersion | None] | None = None
+        self._examined = 0  # the newest version looked at (adopted or not)
+        self._gave_up_at: int | None = None  # version at which waiting for a fresher one stopped
+        # the algorithm cannot change at run time: whether it learns incrementally is fixed
+        self.incremental = build_algorithm(usecase).incremental
+        self._output_partitions = 1
 
     @property
     def model_version(self) -> int | None:
         return self.model.version
 
+    def _apply_switches(self) -> None:
+        streaming = self.usecase.streaming
+        self.model.learn = streaming.launcher_learn and streaming.online_train
+        self.model.predict = streaming.online_inference
+
     async def run(self) -> LauncherCounters:
         usecase, streaming = self.usecase, self.usecase.streaming
         bootstrap = usecase.bootstrap_servers
-        dlq_topics = [f"{topic}.dlq" for topic in streaming.main_topics]
+        dlq_topics = [dead_letter_topic(topic) for topic in streaming.main_topics]
         await ensure_topics(
             bootstrap,
             [*streaming.main_topics, streaming.output_topic, *dlq_topics],
@@ -117,11 +141,15 @@ class Launcher:
             await influx.check()
             await influx.ensure_database()
             self.influx = influx
-            await self._adopt_model(initial=True)
+            await self._adopt_initial_model()
+            stack.push_async_callback(self._cancel_loading)
 
             self.producer = make_producer(bootstrap)
             await start_client(self.producer, bootstrap)
             stack.push_async_callback(self.producer.stop)
+            self._output_partitions = len(
+                await self.producer.partitions_for(streaming.output_topic)
+            )
             consumer = make_consumer(
                 bootstrap,
                 usecase.group_id,
@@ -136,7 +164,7 @@ class Launcher:
         log.info("launcher stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
         return self.counters
 
-    async def _consume(self, consumer) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         wait_ms = max(self.usecase.streaming.reading_time_interval, 1)
         stop_wait = asyncio.ensure_future(self.stop.wait())
         try:
@@ -148,17 +176,77 @@ class Launcher:
                     with contextlib.suppress(asyncio.CancelledError):
                         await fetch
                     break
+                self._swap_if_loaded()
                 batch = fetch.result()
                 messages = [m for partition in batch.values() for m in partition]
                 if messages:
                     async with self.batch_lock:
+                        messages = await self._within_staleness(consumer, messages)
                         await self._handle(consumer, messages)
+                else:
+                    await self._look_for_new_version()
                 await self._follow_config()
-                await self._adopt_model()
         finally:
             stop_wait.cancel()
 
-    async def _handle(self, consumer, messages) -> None:
+    async def _within_staleness(
+        self, consumer: AIOKafkaConsumer, messages: list[ConsumerRecord]
+    ) -> list[ConsumerRecord]:
+        """The messages the serving version may predict: those it is at most
+        launcher.max.staleness records behind on (a prefix of each partition's messages; the
+        rest is fetched again later). When none qualifies, ask the trainer for a version that
+        far (`launcher:demand`) and wait for it; a trainer that publishes nothing for
+        STALENESS_WAIT_S (down, or not learning) no longer holds predictions back."""
+        bound = self.usecase.streaming.launcher_max_staleness
+        if bound < 0 or self.model.learn or not self.incremental:
+            return messages  # a batch model's versions come with its refits, not on demand
+        if self._gave_up_at is not None and self._gave_up_at == self.model.version:
+            return messages  # the trainer publishes nothing: wait again once it does
+        waited_since = time.monotonic()
+        while not self.stop.is_set():
+            allowed, held = [], {}
+            for message in messages:
+                tp = TopicPartition(message.topic, message.partition)
+                stale = self.model.staleness(message.topic, message.partition, message.offset)
+                if tp in held or (stale is not None and stale > bound):
+                    held.setdefault(tp, message.offset)
+                elif stale is None and message.offset > bound:
+                    held.setdefault(tp, message.offset)  # no version yet: as if none learnt
+                else:
+                    allowed.append(message)
+            if allowed or not held:
+                for tp, offset in held.items():
+                    consumer.seek(tp, offset)
+                return allowed
+            if time.monotonic() - waited_since > STALENESS_WAIT_S:
+                log.warning(
+                    "no model version within launcher.max.staleness: predicting with the "
+                    "current one until the trainer publishes again",
+                    extra={"usecase": self.usecase.name, "waited_s": STALENESS_WAIT_S},
+                )
+                self._gave_up_at = self.model.version
+                return messages
+            # ask for half a bound of room beyond the first waiting record: the trainer then
+            # publishes once per half bound, not once per record
+            demand = {
+                partition_key(tp.topic, tp.partition): offset - bound // 2
+                for tp, offset in held.items()
+            }
+            await self.redis.hset(self.keys.launcher_demand, mapping=demand)
+            await self._wait_for_version()
+        return []
+
+    async def _wait_for_version(self) -> None:
+        """Adopt the newest version now, or wait (briefly) for the next publication."""
+        latest = await self.store.latest_version()
+        if latest is not None and latest > (self.model.version or 0):
+            self._adopt(await self._load(latest))
+            return
+        await self.redis.xread({self.keys.models: "$"}, count=1, block=VERSION_WAIT_MS)
+
+    async def _handle(self, consumer: AIOKafkaConsumer, messages: list) -> None:
+        if not messages:
+            return
         consumed_ms = int(time.time() * 1000)
         result: BatchResult = await asyncio.get_running_loop().run_in_executor(
             self.executor,
@@ -172,13 +260,26 @@ class Launcher:
             consumed_ms,
         )
         await self._write_sinks(result)
-        await commit_processed(consumer, messages)
+        if await commit_processed(consumer, messages):
+            await self._report_progress(result.next_offsets)
+        else:
+            await self._look_for_new_version()
         self.counters.lag = await _lag(consumer)
         counters = self.counters
         counters.batches += 1
         counters.records += len(messages)
         counters.outputs += len(result.outputs)
         counters.dead_letters += len(result.dead)
+        counters.staleness = max(result.staleness, default=0)
+
+    async def _report_progress(self, next_offsets: dict[str, int]) -> None:
+        """Say how far this launcher predicted (the trainer's learning bound), and look for a
+        newer model version, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.launcher_progress, mapping=next_offsets)
+            pipe.get(self.keys.model_latest)
+            _, latest = await pipe.execute()
+        self._start_loading(int(latest) if latest is not None else None)
 
     async def _write_sinks(self, result: BatchResult) -> None:
         """InfluxDB, outputs and dead letters, retried with backoff; raise if they stay down."""
@@ -207,80 +308,122 @@ class Launcher:
                 delay = min(delay * 2, 10)
 
     async def _send_all(self, result: BatchResult) -> None:
-        topic = self.usecase.streaming.output_topic
-        futures = [await self.producer.send(topic, value, key=key) for key, value in result.outputs]
+        topic, partitions = self.usecase.streaming.output_topic, self._output_partitions
+        send = self.producer.send
+        futures = [
+            await send(topic, value, key=key, partition=partition % partitions)
+            for key, value, partition in result.outputs
+        ]
         futures += [await self._send_dead_letter(dead) for dead in result.dead]
         await asyncio.gather(*futures)
 
-    async def _send_dead_letter(self, dead: DeadLetter):
+    async def _send_dead_letter(self, dead: Rejected) -> asyncio.Future:
         message = dead.message
-        headers = [
-            ("error", dead.reason.encode()),
-            ("source-topic", message.topic.encode()),
-            ("source-partition", str(message.partition).encode()),
-            ("source-offset", str(message.offset).encode()),
-            ("usecase", self.usecase.name.encode()),
-            *[(key, value) for key, value in message.headers or () if key == "record-id"],
-        ]
+        letter = DeadLetter(
+            error=dead.reason,
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            usecase=self.usecase.name,
+            record_id=record_id_of(message.headers),
+        )
         return await self.producer.send(
-            f"{message.topic}.dlq", message.value or b"", key=message.key, headers=headers
+            dead_letter_topic(message.topic),
+            message.value or b"",
+            key=message.key,
+            headers=letter.headers(),
         )
 
     async def _follow_config(self) -> None:
         """Run-time overrides (online.train / online.inference) apply from the next batch."""
         if await self.live.refresh(self.redis):
             self.usecase = self.live.current
-            self.model.learn = self.usecase.streaming.online_train
-            self.model.predict = self.usecase.streaming.online_inference
+            self._apply_switches()
             log.info(
                 "configuration changed",
                 extra={"usecase": self.usecase.name, "overrides": self.live.overrides},
             )
 
-    async def _adopt_model(self, initial: bool = False) -> None:
-        """Swap to the trainer's newest version when it should replace the live model."""
+    # ---- model versions ---------------------------------------------------------------------
+
+    async def _adopt_initial_model(self) -> None:
+        """Start from the newest version (waiting for none: a fresh model predicts nothing
+        until the trainer publishes, or learns here in learning mode)."""
         latest = await self.store.latest_version()
-        current = self.model.version
-        if latest is None or latest == current:
-            if initial and self.model.algorithm is None:
-                self.model.algorithm = build_algorithm(self.usecase)
+        if latest is not None:
+            self._adopt(await self._load(latest))
+        if self.model.algorithm is None and self.model.learn:
+            self.model.algorithm = build_algorithm(self.usecase)
+
+    async def _look_for_new_version(self) -> None:
+        self._start_loading(await self.store.latest_version())
+
+    def _start_loading(self, latest: int | None) -> None:
+        if latest is None or latest <= self._examined or latest in self.refused:
             return
-        meta = await self.store.metadata(latest)
-        live_is_fresher = (
-            not initial
-            and self.model.algorithm is not None
-            and self.model.learn
-            and self.model.algorithm.incremental
-            and meta.get("mode") != "retrain"
-        )
-        if live_is_fresher:
-            return
-        if latest in self.refused:
-            return
+        if self._loading is not None and not self._loading.done():
+            return  # the next look after it is adopted picks the newer one
+        self._loading = asyncio.create_task(self._load(latest), name="launcher-model-load")
+
+    async def _load(self, version: int) -> ModelVersion | None:
+        """Fetch and verify a version (unpickled in a thread); None when it should not replace
+        the live model (learning mode keeps its own model except after a retrain)."""
+        self._examined = max(self._examined, version)
+        if self.model.learn and self.model.algorithm is not None:
+            meta = await self.store.metadata(version)
+            if meta.get("mode") != "retrain" and self.model.algorithm.incremental:
+                return None  # this launcher's own model is fresher
+        started = time.perf_counter()
         try:
-            loaded = await self.store.load(latest)
+            loaded = await self.store.load(version)
         except ModelIntegrityError as error:
             # never unpickled; keep predicting with the live model and say so once
-            self.refused.add(latest)
-            log.error(str(error), extra={"usecase": self.usecase.name, "version": latest})
-            if self.model.algorithm is None:
-                self.model.algorithm = build_algorithm(self.usecase)
+            self.refused.add(version)
+            log.error(str(error), extra={"usecase": self.usecase.name, "version": version})
+            return None
+        self.counters.model_load_ms = round((time.perf_counter() - started) * 1000, 2)
+        return loaded
+
+    def _swap_if_loaded(self) -> None:
+        """Between two batches: adopt the version loaded in the background, if any."""
+        task = self._loading
+        if task is None or not task.done():
             return
-        if loaded is None:
+        self._loading = None
+        if task.cancelled() or task.exception() is not None:
+            error = None if task.cancelled() else task.exception()
+            self._examined = self.model.version or 0  # look again at the next batch
+            log.warning(
+                "model load failed", extra={"usecase": self.usecase.name, "error": repr(error)}
+            )
+            return
+        self._adopt(task.result())
+
+    def _adopt(self, loaded: ModelVersion | None) -> None:
+        if loaded is None or loaded.algorithm is None:
+            return
+        if self.model.version is not None and loaded.version < self.model.version:
             return
         self.model.algorithm, self.model.version = loaded.algorithm, loaded.version
+        self.model.positions = dict(loaded.meta.get("positions") or {})
         self.counters.model_swaps += 1
         log.info(
             "model adopted",
             extra={
                 "usecase": self.usecase.name,
                 "version": loaded.version,
-                "mode": meta.get("mode"),
+                "mode": loaded.meta.get("mode"),
             },
         )
 
+    async def _cancel_loading(self) -> None:
+        if self._loading is not None:
+            self._loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._loading
 
-async def _lag(consumer) -> int:
+
+async def _lag(consumer: AIOKafkaConsumer) -> int:
     """Records behind the high watermark in the assigned partitions (0 when unknown)."""
     lag = 0
     for tp in consumer.assignment():

@@ -39,10 +39,10 @@ from shared.config import ProducerType, UseCase
 from shared.config.live import LiveConfig
 from shared.config.models import StreamingConfig
 from shared.errors import ServiceUnavailableError, StreamerError
+from shared.wire.kafka import RECORD_ID_HEADER
 
 log = logging.getLogger("producer")
 
-RECORD_ID_HEADER = "record-id"
 Headers = list[tuple[str, bytes]]
 FAST_CHUNK = 1000  # FAST: lines enqueued before yielding to the loop
 FAST_CHUNKS_IN_FLIGHT = 4  # FAST: chunks sent while the oldest one's acks come back

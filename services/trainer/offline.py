@@ -28,7 +28,7 @@ from shared.errors import StreamerError
 from shared.metrics.registry import build_usecase_metrics
 from shared.modelstore import ModelStore, model_secret, seal, unseal
 from shared.records import RecordError, TimeRecord, record_class_for
-from shared.recordstore import examples_from_rows, measurement_for
+from shared.wire.influx import RecordsMeasurement
 
 log = logging.getLogger("offline")
 
@@ -150,18 +150,22 @@ async def _train(usecase, source, record_class, report) -> tuple[Algorithm, list
         influx = AioinfluxStore(usecase.connections)
         try:
             await influx.check()
-            limit = usecase.algs.training_maxdata
-            clause = f" ORDER BY time DESC LIMIT {limit}" if limit > 0 else ""
-            rows = await influx.query(f'SELECT * FROM "{measurement_for(usecase.name)}"{clause}')
+            measurement = RecordsMeasurement(usecase.name)
+            stored, _ = await measurement.recent(influx, usecase.algs.training_maxdata)
         finally:
             await influx.close()
-        examples = sorted(examples_from_rows(rows), key=lambda e: (e.event_time_ms, e.position))
         records = []
-        for example in examples:
-            record = record_class(example.series[0])
-            record.values, record.targets = dict(example.x), [example.y]
+        for item in stored:
+            try:
+                record = record_class.parse(item.line, item.series.source)
+            except RecordError:
+                report.skipped_lines += 1
+                continue
+            if not record.targets and item.target is not None:
+                record.targets = [item.target]
             records.append(record)
-        xs, ys = [e.x for e in examples], [e.y for e in examples]
+        xs = [record.values for record in records]
+        ys = [record.targets[0] if record.targets else None for record in records]
     if not records:
         raise StreamerError(f"{usecase.name}: no training data from {source}")
     algorithm = build_algorithm(usecase)

@@ -1,11 +1,21 @@
-"""The trainer of one use case: retrains from InfluxDB every training.interval ms or on request,
-and publishes each model version in Redis (shared/modelstore.py).
+"""The trainer of one use case: the single learner of its model, publishing versions that the
+launchers adopt.
 
-Continuous mode (incremental algorithms, the original's `updateModel`): the trainer's model
-learns only the points written since its cursor (one position per InfluxDB series, stored in
-each version's metadata), so nothing written meanwhile is skipped and nothing is deleted.
-Classical mode (batch algorithms) and requested retrains: a fresh model fits the most recent
-training.maxdata records (-1: all). One training at a time; CPU work in a worker thread.
+Streaming (incremental algorithms, the original's `updateModel`): the trainer reads the input
+topics itself (services/trainer/stream.py), learns every record once, in each partition's
+order, never before a launcher has predicted it, and publishes a version at least every
+`model.publish.interval` ms (and every `model.publish.records` records, when set). A version
+records how far it learnt each partition (`positions`), so launchers report each prediction's
+staleness, and every `model.checkpoint.interval` ms the full model is stored too: a restarted
+trainer resumes from that checkpoint's positions and learns no record twice.
+
+Classical mode (batch algorithms) and retrain requests (alerts, the API): a fresh model fits
+the most recent `training.maxdata` records stored in InfluxDB (-1: all), every
+`training.interval` ms for the former; a retrained streaming model then continues from where
+that window ends.
+
+One trainer per use case is active: it holds a lease in Redis, renewed while it runs; others
+wait as standbys, and a version is only published while its trainer holds the lease.
 """
 
 from __future__ import annotations
@@ -15,27 +25,30 @@ import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import ClientError
-from redis.exceptions import RedisError, ResponseError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError, ResponseError
 
-from shared.algorithms.base import Algorithm
+from services.trainer.learner import Learner, TrainingInterrupted
+from services.trainer.stream import FETCH_RECORDS, InputStream
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore, InfluxDBError
+from shared.clients.kafka import ensure_topics
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.config.live import LiveConfig
 from shared.errors import ServiceUnavailableError
-from shared.modelstore import ModelIntegrityError, ModelStore, model_secret
-from shared.recordstore import (
-    StoredExample,
-    examples_from_rows,
-    measurement_for,
-    progress_measurement,
-)
+from shared.heartbeat import this_instance
+from shared.modelstore import LeaseLostError, ModelIntegrityError, ModelStore, model_secret
+from shared.prepostprocessors import processor_for
+from shared.records import record_class_for
+from shared.wire.influx import RecordsMeasurement
+from shared.wire.keys import UseCaseKeys
+from shared.wire.store import REQUESTS_GROUP, ModelMeta, RetrainRequest
 
 log = logging.getLogger("trainer")
 
@@ -48,27 +61,21 @@ TRANSIENT_ERRORS = (
     InfluxDBError,
     ServiceUnavailableError,
 )
-REQUESTS = "train:requests"
-GROUP = "trainer"
-CHUNK = 20000
-#: How many records an incremental training learns between two looks at the stop signal.
-STOP_CHECK_EVERY = 500
+#: The trainer lease: seconds it lives without renewal, and how often it is renewed.
+LEASE_S = 6.0
+RENEW_S = 2.0
+#: Longest wait for input records in one step (requests and configuration are looked at
+#: between two steps).
+STEP_WAIT_MS = 200
 
 
 @dataclass
 class TrainerCounters:
-    trainings: int = 0
-    records_learned: int = 0
+    trainings: int = 0  # versions published
+    records_learned: int = 0  # by this process
     requests: int = 0
-
-
-class TrainingInterrupted(Exception):
-    """A stop arrived during a training: it is abandoned, nothing is published and the cursor
-    stays where the last published version left it, so the next start learns those records."""
-
-
-def series_key(series: tuple[str, str, str]) -> str:
-    return "|".join(series)
+    lag: int = 0  # records in the input topics the newest version had not learnt
+    standby: int = 1  # 1 while another trainer holds the lease
 
 
 class Trainer:
@@ -76,284 +83,355 @@ class Trainer:
         self.usecase = usecase
         self.stop = stop
         self.counters = TrainerCounters()
-        self.measurement = measurement_for(usecase.name)
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"trainer-{usecase.name}")
-        self.algorithm: Algorithm | None = None
-        self.cursor: dict[str, int] = {}
-        self.total_learned = 0
-        self.model_version: int | None = None
+        self.keys = UseCaseKeys(usecase.name)
+        self.measurement = RecordsMeasurement(usecase.name)
         self.live = LiveConfig(usecase)
         # the algorithm cannot change at run time: whether it learns incrementally is fixed
         self.incremental = build_algorithm(usecase).incremental
-        self.training = False  # a training is under way (reading, learning or publishing)
-        # `stop` as the executor thread can read it (an asyncio.Event is the loop's alone)
+        self.model_version: int | None = None
+        self.total_learned = 0  # by the model's lineage (from its checkpoint on)
+        self.training = False  # a refit is under way (reading, learning or publishing)
+        # `stop` as the learner thread can read it (an asyncio.Event is the loop's alone)
         self._stopping = threading.Event()
+        self._since_publish = 0  # records learnt since the last version
+        self._published_at = 0.0
+        self._checkpoint_at = 0.0
+        self._newest_event_ms: int | None = None
+        self._demand: dict[str, int] = {}  # waiting launchers: position each one needs
+        self._published_positions: dict[str, int] = {}
+        self._catch_up_to: dict[str, int] = {}  # positions of the newest version at start
+
+    # ---- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> TrainerCounters:
         usecase = self.usecase
+        await ensure_topics(
+            usecase.bootstrap_servers,
+            usecase.streaming.main_topics,
+            partitions=usecase.topic_partitions,
+        )
         async with contextlib.AsyncExitStack() as stack:
-            stack.callback(self.executor.shutdown, wait=True)
             self.redis = connect_redis(usecase.connections)
             stack.push_async_callback(self.redis.aclose)
             await check_redis(self.redis, usecase.connections.redis_url)
-            self.store = ModelStore(self.redis, usecase.name, model_secret(usecase.connections))
+            secret = model_secret(usecase.connections)
+            self.store = ModelStore(self.redis, usecase.name, secret, keep=usecase.algs.model_keep)
             self.influx = AioinfluxStore(usecase.connections)
             stack.push_async_callback(self.influx.close)
             await self.influx.check()
             await self.influx.ensure_database()
-            await self._resume()
-            await self._ensure_request_group()
-            log.info("trainer started", extra={"usecase": usecase.name})
             relay = asyncio.create_task(self._relay_stop(), name="trainer-stop-relay")
             stack.callback(relay.cancel)
+            if not await self._acquire_lease(stack):
+                return self.counters  # stopped while standing by
+            self.learner = Learner(
+                usecase.name,
+                secret,
+                record_class_for(usecase),
+                processor_for(usecase),
+                self._stopping,
+            )
+            stack.callback(self.learner.close)
+            positions = await self._resume()
+            await self._ensure_request_group()
+            self.stream: InputStream | None = None
+            if self.incremental:
+                self.stream = InputStream(
+                    usecase.bootstrap_servers, usecase.streaming.main_topics, positions
+                )
+                await self.stream.start()
+                stack.push_async_callback(self.stream.stop)
+            log.info("trainer started", extra={"usecase": usecase.name})
             await self._loop()
+            await self._publish_at_stop()
         log.info("trainer stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
         return self.counters
-
-    async def _resume(self) -> None:
-        """Continue from the newest published version: its model and its cursor. A version that
-        fails its HMAC check is never unpickled: the trainer starts afresh (from the first
-        stored record) and its next version replaces it."""
-        try:
-            latest = await self.store.load()
-        except ModelIntegrityError as error:
-            log.error(f"{error}; starting from a fresh model", extra={"usecase": self.usecase.name})
-            return
-        if latest is not None and latest.algorithm is not None:
-            self.algorithm = latest.algorithm
-            self.model_version = latest.version
-            self.cursor = dict(latest.meta.get("cursor") or {})
-            self.total_learned = int(latest.meta.get("records_learned", 0))
 
     async def _relay_stop(self) -> None:
         await self.stop.wait()
         self._stopping.set()
 
+    async def _acquire_lease(self, stack: contextlib.AsyncExitStack) -> bool:
+        """Become the use case's active trainer, waiting as a standby while another holds the
+        lease; False when stopped first."""
+        self.lease = Lock(self.redis, self.keys.trainer_lease, timeout=LEASE_S, thread_local=False)
+        announced = False
+        while not self.stop.is_set():
+            if await self.lease.acquire(blocking=False, token=this_instance()):
+                break
+            if not announced:
+                log.info(
+                    "another trainer holds the lease: standing by",
+                    extra={"usecase": self.usecase.name},
+                )
+                announced = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), RENEW_S)
+        else:
+            return False
+        self.counters.standby = 0
+        renewer = asyncio.create_task(self._renew_lease(), name="trainer-lease")
+        stack.callback(renewer.cancel)
+        stack.push_async_callback(self._release_lease)
+        return True
+
+    async def _renew_lease(self) -> None:
+        """Keep the lease; losing it (a pause longer than LEASE_S) stops this trainer, whose
+        next publication would be refused anyway."""
+        while True:
+            await asyncio.sleep(RENEW_S)
+            try:
+                await self.lease.reacquire()
+            except LockError:
+                log.error("trainer lease lost: stopping", extra={"usecase": self.usecase.name})
+                self.stop.set()
+                return
+            except (RedisError, OSError) as error:
+                log.warning("lease not renewed, retrying", extra={"error": str(error)})
+
+    async def _release_lease(self) -> None:
+        with contextlib.suppress(LockError, RedisError, OSError):
+            await self.lease.release()
+
+    async def _resume(self) -> dict[str, int]:
+        """Continue from the newest checkpoint: its model and its positions. A checkpoint that
+        fails its HMAC check is never unpickled: the trainer starts afresh."""
+        try:
+            checkpoint = await self.store.load_checkpoint()
+        except ModelIntegrityError as error:
+            log.error(f"{error}; starting from a fresh model", extra={"usecase": self.usecase.name})
+            checkpoint = None
+        latest = await self.store.latest_version()
+        if latest is not None:
+            # versions after the checkpoint (a kill): publish again only once past them
+            self._catch_up_to = (await self.store.metadata(latest)).get("positions") or {}
+        if checkpoint is None or checkpoint.algorithm is None:
+            self.learner.model = build_algorithm(self.usecase) if self.incremental else None
+            return {}
+        self.learner.model = checkpoint.algorithm
+        self.model_version = checkpoint.version
+        self.total_learned = int(checkpoint.meta.get("records_learned") or 0)
+        self._checkpoint_at = self._published_at = time.monotonic()
+        self._published_positions = dict(checkpoint.meta.get("positions") or {})
+        return dict(self._published_positions)
+
     async def _ensure_request_group(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
-            await self.redis.xgroup_create(self.store.key(REQUESTS), GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(
+                self.keys.train_requests, REQUESTS_GROUP, id="0", mkstream=True
+            )
 
-    def _interval_s(self) -> float | None:
-        interval = self.usecase.algs.training_interval
-        return interval / 1000 if interval >= 0 else None
+    # ---- the loop ----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        interval_s = self._interval_s()
-        next_due = time.monotonic() + (interval_s or 0)
+        next_refit = time.monotonic() + self._refit_interval_s(default=0.0)
         while not self.stop.is_set():
             if await self.live.refresh(self.redis):
                 self.usecase = self.live.current
-                interval_s = self._interval_s()
-                next_due = time.monotonic() + (interval_s or 0)
+                next_refit = time.monotonic() + self._refit_interval_s(default=0.0)
                 log.info(
                     "configuration changed",
                     extra={"usecase": self.usecase.name, "overrides": self.live.overrides},
                 )
-            streaming = self.usecase.streaming
-            wait_s = 1.0 if interval_s is None else max(0.0, next_due - time.monotonic())
-            reasons = await self._wait_for_requests(min(wait_s, 1.0))
-            if not streaming.online_train:
+            bound, requests = await self._progress_and_requests()
+            if not self.usecase.streaming.online_train:
+                await self._idle()
                 continue  # training disabled: requests are acknowledged and ignored
-            if reasons:
-                await self._train_or_retry(retrain=True, reason=", ".join(reasons))
-            elif interval_s is not None and time.monotonic() >= next_due:
-                await self._train_or_retry(retrain=False, reason="interval")
-                next_due = time.monotonic() + interval_s
+            if requests:
+                reason = ", ".join(request.reason for request in requests)
+                await self._with_retries(self._refit, retrain=True, reason=reason)
+            elif self.stream is not None:
+                await self._with_retries(self._learn_step, bound)
+            elif time.monotonic() >= next_refit and self._refit_interval_s() is not None:
+                await self._with_retries(self._refit, retrain=False, reason="interval")
+                next_refit = time.monotonic() + (self._refit_interval_s() or 0.0)
+            else:
+                await self._idle()
 
-    async def _train_or_retry(self, retrain: bool, reason: str) -> None:
-        """A service that does not answer skips this training (the cursor did not move, so
-        nothing is lost) and is retried with backoff instead of ending the trainer."""
+    def _refit_interval_s(self, default: float | None = None) -> float | None:
+        interval = self.usecase.algs.training_interval
+        return interval / 1000 if interval >= 0 else default
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), STEP_WAIT_MS / 1000)
+
+    async def _progress_and_requests(self) -> tuple[dict[str, int], list[RetrainRequest]]:
+        """The launchers' progress (the learning bound) and new retrain requests, in one
+        round trip."""
+        keys = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.launcher_progress)
+            pipe.hgetall(keys.launcher_demand)
+            pipe.xreadgroup(REQUESTS_GROUP, "trainer", {keys.train_requests: ">"}, count=100)
+            progress, demand, replies = await pipe.execute()
+        bound = {key.decode(): int(value) for key, value in progress.items()}
+        self._demand = {key.decode(): int(value) for key, value in demand.items()}
+        requests, ids = [], []
+        for _, entries in replies or []:
+            for entry_id, fields in entries:
+                ids.append(entry_id)
+                requests.append(RetrainRequest.decode(fields))
+        if ids:
+            await self.redis.xack(keys.train_requests, REQUESTS_GROUP, *ids)
+            self.counters.requests += len(ids)
+        return bound, requests
+
+    async def _with_retries(
+        self, step: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> None:
+        """A service that does not answer skips this step (nothing learnt is lost: positions
+        only move with what was learnt) and is retried with backoff instead of ending the
+        trainer."""
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
             try:
-                await self.train(retrain=retrain, reason=reason)
+                await step(*args, **kwargs)
                 return
             except TrainingInterrupted:
                 log.info(
-                    "training abandoned at stop: nothing published, the next start learns "
-                    "these records",
+                    "training abandoned at stop: nothing published, the next start resumes "
+                    "from the last checkpoint",
                     extra={"usecase": self.usecase.name, "version": self.model_version},
                 )
                 return
             except TRANSIENT_ERRORS as error:
                 log.warning(
-                    "training failed, retrying",
+                    "training step failed, retrying",
                     extra={"usecase": self.usecase.name, "attempt": attempt, "error": repr(error)},
                 )
                 if self.stop.is_set() or attempt == TRANSIENT_ATTEMPTS:
                     raise
                 await asyncio.sleep(min(2**attempt, 30))
 
-    async def _wait_for_requests(self, wait_s: float) -> list[str]:
-        key = self.store.key(REQUESTS)
-        replies = await self.redis.xreadgroup(
-            GROUP, "trainer", {key: ">"}, count=100, block=max(1, int(wait_s * 1000))
-        )
-        reasons, ids = [], []
-        for _, entries in replies or []:
-            for entry_id, fields in entries:
-                ids.append(entry_id)
-                reasons.append(fields.get(b"reason", b"request").decode())
-        if ids:
-            await self.redis.xack(key, GROUP, *ids)
-            self.counters.requests += len(ids)
-        return reasons
+    # ---- streaming -------------------------------------------------------------------------
 
-    async def train(self, retrain: bool, reason: str) -> int | None:
-        """One training; returns the published version, or None when there was nothing new.
-        Raises TrainingInterrupted when a stop arrives before it is published."""
+    async def _learn_step(self, bound: dict[str, int]) -> None:
+        """Learn what the launchers have predicted since the last step; publish when due."""
+        stream = self.stream
+        assert stream is not None
+        algs = self.usecase.algs
+        room = algs.publish_records - self._since_publish if algs.publish_records > 0 else None
+        messages = await stream.next_batch(bound, STEP_WAIT_MS, max(1, room or FETCH_RECORDS))
+        if messages:
+            learnt = await self.learner.learn_messages(messages)
+            self._since_publish += len(messages)
+            self.total_learned += learnt.records
+            self.counters.records_learned += learnt.records
+            if learnt.newest_event_ms is not None:
+                self._newest_event_ms = learnt.newest_event_ms
+        if self._publication_due():
+            await self._publish(mode="stream", reason="stream")
+
+    def _publication_due(self) -> bool:
+        if self._since_publish == 0:
+            return False
+        if self._meets_demand():
+            return True
+        if self._catch_up_to:
+            assert self.stream is not None
+            positions = self.stream.positions
+            if any(positions.get(key, 0) < end for key, end in self._catch_up_to.items()):
+                return False  # the newest version learnt more: catch up first
+            self._catch_up_to = {}
+        algs = self.usecase.algs
+        if 0 < algs.publish_records <= self._since_publish:
+            return True
+        return (time.monotonic() - self._published_at) * 1000 >= algs.publish_interval
+
+    def _meets_demand(self) -> bool:
+        """A launcher waits for a version that learnt up to some position
+        (launcher.max.staleness), the last version did not, and the model now does."""
+        assert self.stream is not None
+        positions, published = self.stream.positions, self._published_positions
+        return any(
+            published.get(key, 0) < needed <= positions.get(key, 0)
+            for key, needed in self._demand.items()
+        )
+
+    async def _publish_at_stop(self) -> None:
+        """A graceful stop publishes what was learnt since the last version, as a checkpoint,
+        so that the next start does not learn it again."""
+        if self._since_publish and self.learner.model is not None:
+            with contextlib.suppress(*TRANSIENT_ERRORS, LeaseLostError):
+                await self._publish(mode="stream", reason="stop", checkpoint=True)
+
+    async def _publish(self, mode: str, reason: str, checkpoint: bool = False) -> int:
+        now = time.monotonic()
+        checkpoint = checkpoint or (
+            (now - self._checkpoint_at) * 1000 >= self.usecase.algs.checkpoint_interval
+        )
+        version = await self.store.next_version()
+        sealed = await self.learner.seal(version, checkpoint)
+        positions = dict(self.stream.positions) if self.stream is not None else {}
+        lag = self.stream.lag() if self.stream is not None else None
+        newest = self._newest_event_ms
+        meta = ModelMeta.model_validate(
+            {
+                **sealed.description,
+                "version": version,
+                "created_at": time.time(),
+                "mode": mode,
+                "reason": reason,
+                "records_learned": self.total_learned,
+                "new_records": self._since_publish,
+                "training_seconds": round(sealed.seconds, 4),
+                "positions": positions,
+                "lag_records": lag,
+                "lag_ms": None if newest is None else int(time.time() * 1000) - newest,
+                "snapshot": sealed.snapshot,
+                "checkpoint": sealed.checkpoint is not None,
+                "size_bytes": len(sealed.envelope),
+                "seal_seconds": round(sealed.seconds, 4),
+            }
+        )
+        await self.store.put(
+            version, sealed.envelope, meta, checkpoint=sealed.checkpoint, lease=self.lease
+        )
+        self.model_version = version
+        self._published_positions = positions
+        self._since_publish = 0
+        self._published_at = now
+        if sealed.checkpoint is not None:
+            self._checkpoint_at = now
+        self.counters.trainings += 1
+        self.counters.lag = lag or 0
+        log.debug("model published", extra={"usecase": self.usecase.name, "version": version})
+        return version
+
+    # ---- refits from InfluxDB ----------------------------------------------------------------
+
+    async def _refit(self, retrain: bool, reason: str) -> None:
+        """A fresh model on the most recent training.maxdata stored records; a streaming model
+        then continues from where that window ends."""
         self.training = True
+        started = time.perf_counter()
         try:
-            return await self._train(retrain, reason)
+            window, ends = await self.measurement.recent(
+                self.influx, self.usecase.algs.training_maxdata, self._check_stop
+            )
+            if not window:
+                return
+            learnt = await self.learner.fit(build_algorithm(self.usecase), window)
+            if self.stream is not None:
+                self.stream.seek(ends)
+            self.total_learned = learnt
+            self._since_publish = len(window)
+            self._newest_event_ms = max(record.event_time_ms for record in window)
+            mode = "retrain" if retrain else "classical"
+            version = await self._publish(mode=mode, reason=reason, checkpoint=True)
+            log.info(
+                "model refitted",
+                extra={
+                    "usecase": self.usecase.name,
+                    "version": version,
+                    "mode": mode,
+                    "records": learnt,
+                    "seconds": round(time.perf_counter() - started, 3),
+                },
+            )
         finally:
             self.training = False
 
-    async def _train(self, retrain: bool, reason: str) -> int | None:
-        started = time.perf_counter()
-        if self.incremental and not retrain:
-            examples = await self._new_examples()
-            if not examples:
-                return None
-            if self.algorithm is None:
-                self.algorithm = build_algorithm(self.usecase)
-            await self._learn(self.algorithm, examples, batch=False)
-            self.total_learned += len(examples)
-            mode = "continuous"
-        else:
-            examples = await self._recent_examples()
-            if not examples:
-                return None
-            fresh = build_algorithm(self.usecase)
-            await self._learn(fresh, examples, batch=True)
-            self.algorithm, self.total_learned = fresh, len(examples)
-            mode = "retrain" if retrain else "classical"
-        for example in examples:
-            key = series_key(example.series)
-            self.cursor[key] = max(self.cursor.get(key, -1), example.position)
-        seconds = time.perf_counter() - started
-        newest = max(example.event_time_ms for example in examples)
-        published = await self.store.publish(
-            self.algorithm,
-            mode=mode,
-            reason=reason,
-            records_learned=self.total_learned,
-            new_records=len(examples),
-            training_seconds=round(seconds, 4),
-            lag_ms=int(time.time() * 1000) - newest,
-            cursor=self.cursor,
-        )
-        self.model_version = published.version
-        self.counters.trainings += 1
-        self.counters.records_learned += len(examples)
-        log.info(
-            "model published",
-            extra={
-                "usecase": self.usecase.name,
-                "version": published.version,
-                "mode": mode,
-                "records": len(examples),
-                "seconds": round(seconds, 3),
-            },
-        )
-        return published.version
-
-    async def _learn(
-        self, algorithm: Algorithm, examples: list[StoredExample], batch: bool
-    ) -> None:
-        """Learn in the executor thread. A model that learns incrementally takes the examples
-        in slices (one record each in continuous mode), looking at the stop signal in between;
-        a classical refit is one learn_many call and runs to its end."""
-        labelled = [example for example in examples if example.y is not None]
-        xs = [example.x for example in labelled]
-        ys = [example.y for example in labelled]
-
-        def work() -> None:
-            if batch and not algorithm.incremental:
-                algorithm.learn_many(xs, ys)
-                return
-            for start in range(0, len(xs), STOP_CHECK_EVERY):
-                if self._stopping.is_set():
-                    raise TrainingInterrupted
-                end = start + STOP_CHECK_EVERY
-                if batch:
-                    algorithm.learn_many(xs[start:end], ys[start:end])
-                else:
-                    for x, y in zip(xs[start:end], ys[start:end], strict=True):
-                        algorithm.learn_one(x, y)
-
-        await asyncio.get_running_loop().run_in_executor(self.executor, work)
-
-    async def _series(self) -> list[tuple[tuple[str, str, str], int]]:
-        """Each series with the offset up to which its points are completely written (the
-        launcher's progress points; a series without one has nothing complete yet)."""
-        progress = await self.influx.query(
-            f'SELECT "offset" FROM "{progress_measurement(self.measurement)}" GROUP BY *'
-        )
-        complete = {
-            (str(row["topic"]), str(row["partition"])): int(row["offset"]) for row in progress
-        }
-        rows = await self.influx.query(f'SHOW SERIES FROM "{self.measurement}"')
-        found = []
-        for row in rows:
-            parts = dict(part.split("=", 1) for part in str(row["key"]).split(",")[1:])
-            topic, partition = parts.get("topic", ""), parts.get("partition", "")
-            if (topic, partition) in complete:
-                series = (parts.get("source", ""), topic, partition)
-                found.append((series, complete[(topic, partition)]))
-        return found
-
-    async def _new_examples(self) -> list[StoredExample]:
-        """Every complete point after the cursor, in event-time order across series."""
-        return await self._examples_after(self.cursor)
-
-    async def _examples_after(self, cursor: dict[str, int]) -> list[StoredExample]:
-        """Every complete point after `cursor` (per series; absent: from the first), read in
-        pages of CHUNK points, looking at the stop signal between pages."""
-        examples: list[StoredExample] = []
-        for series, watermark in await self._series():
-            position = cursor.get(series_key(series), -1)
-            while position < watermark:
-                if self._stopping.is_set():
-                    raise TrainingInterrupted
-                rows = await self.influx.query(
-                    f'SELECT * FROM "{self.measurement}" WHERE {_series_filter(series)} '
-                    f"AND time > {position} AND time <= {watermark} "
-                    f"ORDER BY time ASC LIMIT {CHUNK}"
-                )
-                examples.extend(examples_from_rows(rows))
-                if len(rows) < CHUNK:
-                    break
-                position = int(rows[-1]["time"])
-        examples.sort(key=lambda example: (example.event_time_ms, example.position))
-        return examples
-
-    async def _recent_examples(self) -> list[StoredExample]:
-        """The most recent training.maxdata complete points (-1: all), oldest first."""
-        limit = self.usecase.algs.training_maxdata
-        if limit <= 0:
-            return await self._examples_after({})
-        examples: list[StoredExample] = []
-        for series, watermark in await self._series():
-            if self._stopping.is_set():
-                raise TrainingInterrupted
-            rows = await self.influx.query(
-                f'SELECT * FROM "{self.measurement}" WHERE {_series_filter(series)} '
-                f"AND time <= {watermark} ORDER BY time DESC LIMIT {limit}"
-            )
-            examples.extend(examples_from_rows(rows))
-        examples.sort(key=lambda example: (example.event_time_ms, example.position))
-        return examples[-limit:]
-
-
-def _series_filter(series: tuple[str, str, str]) -> str:
-    source, topic, partition = (value.replace("'", "\\'") for value in series)
-    return f"\"source\"='{source}' AND \"topic\"='{topic}' AND \"partition\"='{partition}'"
-
-
-async def request_training(
-    redis: Any, usecase: str, reason: str, by: str, **context: str | int
-) -> str:
-    """Ask the trainer of `usecase` for a retrain (the evaluator's alerts, the API); `context`
-    is kept with the request (e.g. how many records the evaluator had scored)."""
-    fields = {"reason": reason, "by": by, **{key: str(value) for key, value in context.items()}}
-    entry = await redis.xadd(f"streamer:{usecase}:{REQUESTS}", fields)
-    return entry.decode() if isinstance(entry, bytes) else str(entry)
+    def _check_stop(self) -> None:
+        if self._stopping.is_set():
+            raise TrainingInterrupted

@@ -138,6 +138,15 @@ async def ensure_topics(
         await admin.close()
 
 
+async def partitions_of(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[str, list[int]]:
+    """The partition numbers of each existing topic (absent: the topic does not exist)."""
+    found: dict[str, list[int]] = {}
+    for topic in await admin.describe_topics(list(topics)):
+        if topic["error_code"] == 0:
+            found[topic["topic"]] = sorted(p["partition"] for p in topic["partitions"])
+    return found
+
+
 async def commit_processed(consumer: AIOKafkaConsumer, messages: Iterable[ConsumerRecord]) -> bool:
     """Commit the offsets after `messages` (processed and written by the caller). False when
     the group moved the partitions meanwhile: the new owner replays them, and the services'

@@ -89,6 +89,18 @@ class StreamingConfig(_PropsModel):
     visualization: bool = False
     online_train: bool = Field(True, alias="online.train")
     online_inference: bool = Field(True, alias="online.inference")
+    launcher_learn: bool = Field(
+        False,
+        alias="launcher.learn",
+        description="The launcher learns test-then-train itself (one launcher, no staleness).",
+    )
+    launcher_max_staleness: int = Field(
+        2000,
+        alias="launcher.max.staleness",
+        ge=-1,
+        description="A launcher waits for a newer version rather than predict with one more "
+        "records behind; -1: never waits.",
+    )
     # Kafka client tuning keys of the original's files that have an aiokafka equivalent.
     linger_ms: int | None = Field(None, alias="linger.ms", ge=0)
     batch_size: int | None = Field(None, alias="batch.size", ge=1)
@@ -115,6 +127,27 @@ class AlgsConfig(_PropsModel):
         -1, alias="training.maxdata", description="Most recent records to train on; -1: all."
     )
     training_source: Path | None = Field(None, alias="training.source")
+    publish_interval: int = Field(
+        1000,
+        alias="model.publish.interval",
+        ge=1,
+        description="ms between two versions of a streaming model (when it learnt something).",
+    )
+    publish_records: int = Field(
+        -1,
+        alias="model.publish.records",
+        ge=-1,
+        description="Also publish after this many records learnt; -1: by time only.",
+    )
+    checkpoint_interval: int = Field(
+        10000,
+        alias="model.checkpoint.interval",
+        ge=0,
+        description="ms between two checkpoints of the full streaming model (resume point).",
+    )
+    model_keep: int = Field(
+        5, alias="model.keep", ge=1, description="Model versions kept in Redis (older deleted)."
+    )
     evaluation_metrics: CommaList = Field(default_factory=list, alias="evaluation.metrics")
     classes_number: int | None = Field(None, alias="classes.number", ge=2)
     evaluation_window: int = Field(
@@ -125,9 +158,12 @@ class AlgsConfig(_PropsModel):
     )
 
     def problems(self) -> list[tuple[str, str]]:
+        found = []
         if self.training_maxdata == 0 or self.training_maxdata < -1:
-            return [("training.maxdata", "must be -1 (all records) or a positive count")]
-        return []
+            found.append(("training.maxdata", "must be -1 (all records) or a positive count"))
+        if self.publish_records == 0:
+            found.append(("model.publish.records", "must be -1 (by time only) or a positive count"))
+        return found
 
 
 class DetectorName(StrEnum):

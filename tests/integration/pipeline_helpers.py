@@ -96,22 +96,37 @@ def run_producer(folder: Path, env: dict[str, str], log: Path, timeout: float = 
 async def collect_outputs(
     bootstrap: str, topic: str, expected_ids: set[str], wait_s: float
 ) -> list[dict]:
-    """Read the output topic from the start until every expected record id has an output."""
-    consumer = make_consumer(bootstrap, None, topic)
+    """Every output of `topic`, duplicates included: read from the start until every expected
+    record id has an output (or the wait is over), then on to the topic's end offsets at that
+    moment, so a duplicate written meanwhile is counted too."""
+    consumer = make_consumer(bootstrap, None, topic, isolation_level="read_committed")
     await start_client(consumer, bootstrap)
     outputs: list[dict] = []
     seen: set[str] = set()
+
+    def take(batch: dict) -> None:
+        for messages in batch.values():
+            for message in messages:
+                output = json.loads(message.value)
+                outputs.append(output)
+                seen.add(output["record_id"])
+
     try:
         async with asyncio.timeout(wait_s):
             while not expected_ids <= seen:
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for messages in batch.values():
-                    for message in messages:
-                        output = json.loads(message.value)
-                        outputs.append(output)
-                        seen.add(output["record_id"])
+                take(await consumer.getmany(timeout_ms=500, max_records=5000))
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            for tp, end in ends.items():
+                while await consumer.position(tp) < end:
+                    take(await consumer.getmany(tp, timeout_ms=500, max_records=5000))
     except TimeoutError:
         pass  # the caller reports what is missing
     finally:
         await consumer.stop()
     return outputs
+
+
+async def read_to_end(bootstrap: str, topic: str, records: int, wait_s: float) -> list[dict]:
+    """`collect_outputs` for a replay of `records` KDD lines (record ids `kdd:1`...)."""
+    expected = {f"kdd:{line}" for line in range(1, records + 1)}
+    return await collect_outputs(bootstrap, topic, expected, wait_s)

@@ -34,7 +34,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}".encode()}
 REQUIRED = ("launcher", "trainer", "evaluator")
 
 
-def make_usecase(root: Path, name: str, training_interval_ms: int = 60000) -> Path:
+def make_usecase(
+    root: Path,
+    name: str,
+    training_interval_ms: int = 60000,
+    algorithm: str = "HoeffdingTreeClassifier",
+) -> Path:
     """A KDD use-case folder (no datafile needed: the API only reads the configuration)."""
     folder = root / name
     folder.mkdir(parents=True)
@@ -42,8 +47,7 @@ def make_usecase(root: Path, name: str, training_interval_ms: int = 60000) -> Pa
         f"mainTopic={name}\noutputTopic={name}.outputs\nproblem.type=KDDClassification\n"
     )
     (folder / "algs.props").write_text(
-        "algorithm=HoeffdingTreeClassifier\n"
-        f"training.interval={training_interval_ms}\ntraining.maxdata=-1\n"
+        f"algorithm={algorithm}\ntraining.interval={training_interval_ms}\ntraining.maxdata=-1\n"
     )
     return folder
 

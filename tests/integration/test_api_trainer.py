@@ -1,5 +1,6 @@
-"""A PATCH through the API changes a RUNNING trainer: started with a 10-minute interval, it
-publishes a model within seconds once training.interval is set to 500 ms, without a restart."""
+"""A PATCH through the API changes a RUNNING trainer: started with a 10-minute interval between
+the refits of a batch model (classical mode), it publishes a model within seconds once
+training.interval is set to 500 ms, without a restart."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import asyncio
 import time
 
 from shared.clients.influx import AioinfluxStore
-from shared.records import KDDClassificationRecord
-from shared.recordstore import progress_point, record_point
+from shared.wire.influx import RecordsMeasurement
 from tests.integration.pipeline_helpers import kdd_slice, service, service_env
 from tests.integration.test_api import AUTH, cleanup, make_usecase, running_api
 
@@ -19,16 +19,22 @@ async def test_patching_training_interval_changes_the_running_trainer(
     tmp_path, data_dir, connections, unique
 ):
     usecases_dir = tmp_path / "usecases"
-    folder = make_usecase(usecases_dir, unique, training_interval_ms=600_000)
+    folder = make_usecase(
+        usecases_dir,
+        unique,
+        training_interval_ms=600_000,
+        algorithm="sklearn.tree.DecisionTreeClassifier",
+    )
     settings = connections.model_copy(update={"influx_db": unique, "usecases_dir": usecases_dir})
     lines = kdd_slice(data_dir, 200, tmp_path / "kdd.csv").read_text().splitlines()
     influx = AioinfluxStore(settings)
     await influx.ensure_database()
+    measurement = RecordsMeasurement(unique)
     await influx.write_lines(
         [
-            record_point(
-                unique,
-                KDDClassificationRecord.parse(line, "kdd"),
+            measurement.point(
+                line,
+                source="kdd",
                 topic=unique,
                 partition=0,
                 offset=index,
@@ -39,7 +45,7 @@ async def test_patching_training_interval_changes_the_running_trainer(
         ]
     )
     # as the launcher does after a batch: these points are complete
-    await influx.write_lines([progress_point(unique, unique, 0, len(lines) - 1)])
+    await influx.write_lines([measurement.progress_point(unique, 0, len(lines) - 1)])
     await influx.close()
     log = tmp_path / "trainer.log"
     try:

@@ -33,7 +33,7 @@ from shared.clients.influx import AioinfluxStore
 from shared.clients.redis import connect_redis
 from shared.config import ConnectionSettings
 from shared.heartbeat import read_heartbeats
-from shared.recordstore import RECORD_ID, measurement_for
+from shared.wire.influx import RECORD_ID, RecordsMeasurement
 from tests.compose_file import (
     STREAMER_SERVICES,
     compose,
@@ -284,7 +284,7 @@ async def test_each_container_command_starts_and_becomes_healthy_here(
             assert len(counts) == 2 and all(counts.values()), counts  # both launchers worked
             # every record stored once (a rebalance may replay a batch: the sink keys on offsets)
             rows = await influx.query(
-                f'SELECT COUNT("{RECORD_ID}") FROM "{measurement_for(usecase)}"'
+                f'SELECT COUNT("{RECORD_ID}") FROM "{RecordsMeasurement(usecase).name}"'
             )
             assert rows[0]["count"] == ROWS, rows
 

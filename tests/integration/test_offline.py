@@ -12,8 +12,7 @@ from shared.clients.influx import AioinfluxStore
 from shared.config import load_usecase
 from shared.errors import StreamerError
 from shared.modelstore import ModelIntegrityError
-from shared.records import KDDClassificationRecord
-from shared.recordstore import record_point
+from shared.wire.influx import RecordsMeasurement
 from tests.integration.pipeline_helpers import kdd_slice
 
 
@@ -63,10 +62,11 @@ async def test_train_from_influxdb_without_wiping_it(kdd_usecase, tmp_path, uniq
     await store.ensure_database()
     try:
         lines = (tmp_path / "train.csv").read_text().splitlines()
+        measurement = RecordsMeasurement(unique)
         points = [
-            record_point(
-                unique,
-                KDDClassificationRecord.parse(line, "kdd"),
+            measurement.point(
+                line,
+                source="kdd",
                 topic="t",
                 partition=0,
                 offset=index,
@@ -75,6 +75,8 @@ async def test_train_from_influxdb_without_wiping_it(kdd_usecase, tmp_path, uniq
             )
             for index, line in enumerate(lines)
         ]
+        # as the launcher does after its batches: the points up to here are complete
+        points.append(measurement.progress_point("t", 0, len(lines) - 1))
         await store.write_lines(points)
         report = await run_offline(kdd_usecase, "influx", True, True, None, tmp_path)
         assert report.trained_on == 2000 and report.metrics["accuracy"] > 0.9

@@ -1,4 +1,5 @@
-"""The launcher's batch logic: parse, dead letters, test-then-train, what the sinks receive."""
+"""The launcher's batch logic: parse, dead letters, predict (or test-then-train), staleness,
+what the sinks receive."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import json
 
 from aiokafka.structs import ConsumerRecord
 
-from services.launcher.batch import ModelSlot, process_batch
+from services.launcher.batch import ServingModel, process_batch
 from shared.algorithms.base import Algorithm
 from shared.prepostprocessors import PrePostProcessor
 from shared.records import KDDClassificationRecord
+from shared.wire.influx import RecordsMeasurement
 
 GOOD = (
     "0,tcp,http,SF,181,5450,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,8,8,0.00,0.00,0.00,0.00,1.00,0.00,"
@@ -43,11 +45,14 @@ class Recorder(Algorithm):
 
 
 def run(messages, model, processor=None):
-    return process_batch("kdd-uc", "kdd", messages, KDDClassificationRecord, model, processor, 42)
+    measurement = RecordsMeasurement("kdd")
+    return process_batch(
+        "kdd-uc", measurement, messages, KDDClassificationRecord, model, processor, 42
+    )
 
 
 def test_each_record_is_predicted_before_it_is_learned():
-    model = ModelSlot(Recorder(), 7, learn=True, predict=True)
+    model = ServingModel(Recorder(), 7, learn=True, predict=True)
     result = run(
         [message(GOOD.encode(), 0, 1), message(GOOD.replace("normal.", "smurf.").encode(), 1, 2)],
         model,
@@ -64,10 +69,10 @@ def test_each_record_is_predicted_before_it_is_learned():
 
 
 def test_inference_and_training_switches():
-    model = ModelSlot(Recorder(), None, learn=False, predict=True)
+    model = ServingModel(Recorder(), None, learn=False, predict=True)
     run([message(GOOD.encode(), 0)], model)
     assert model.algorithm.calls == ["predict"]
-    model = ModelSlot(Recorder(), None, learn=True, predict=False)
+    model = ServingModel(Recorder(), None, learn=True, predict=False)
     result = run([message(GOOD.encode(), 0)], model)
     assert model.algorithm.calls == ["learn normal"] and result.scored == [(None, "normal")]
 
@@ -82,7 +87,7 @@ def test_bad_lines_become_dead_letters_with_reasons_and_the_rest_goes_on():
     ]
     messages = [message(value, offset) for offset, value in enumerate(bad)]
     messages.append(message(GOOD.encode(), 99, 100))
-    result = run(messages, ModelSlot(Recorder(), None, learn=True, predict=True))
+    result = run(messages, ServingModel(Recorder(), None, learn=True, predict=True))
     reasons = [dead.reason for dead in result.dead]
     assert reasons == [
         "expected 42 fields, got 3",
@@ -95,13 +100,15 @@ def test_bad_lines_become_dead_letters_with_reasons_and_the_rest_goes_on():
     assert len(result.outputs) == 1 and len(result.influx_lines) == 1
 
 
-def test_influx_point_is_keyed_by_offset_and_typed():
-    result = run([message(GOOD.encode(), 12, 1)], ModelSlot(None, None, learn=True, predict=True))
+def test_influx_point_is_keyed_by_offset_and_holds_the_raw_line():
+    result = run([message(GOOD.encode(), 12, 1)], ServingModel(None, None))
     line = result.influx_lines[0]
     assert line.startswith("kdd,partition=0,source=kdd,topic=in ")
     assert line.endswith(" 12")
-    assert 'protocol_type="tcp"' in line and "src_bytes=181.0" in line
+    assert f'_line="{GOOD}"' in line
     assert '_target="normal"' in line and "_event_time=1700000000012i" in line
+    assert result.progress_lines == ["kdd_progress,partition=0,topic=in offset=12i 0"]
+    assert result.next_offsets == {"in/0": 13}
 
 
 def test_prepostprocessor_sees_the_batch_before_and_after_the_model():
@@ -118,7 +125,7 @@ def test_prepostprocessor_sees_the_batch_before_and_after_the_model():
                 record.outputs = ["changed"]
             return records
 
-    result = run([message(GOOD.encode(), 0)], ModelSlot(Recorder(), None, True, True), Tagging())
+    result = run([message(GOOD.encode(), 0)], ServingModel(Recorder(), None, learn=True), Tagging())
     assert seen == [("pre", [[]]), ("post", [[None]])]
     assert json.loads(result.outputs[0][1])["prediction"] == "changed"
 
@@ -134,7 +141,37 @@ class BatchOnly(Recorder):
 
 
 def test_a_batch_model_predicts_once_per_batch_and_does_not_learn_here():
-    model = ModelSlot(BatchOnly(), 3, learn=True, predict=True)
+    model = ServingModel(BatchOnly(), 3, learn=True, predict=True)
     result = run([message(GOOD.encode(), 0), message(GOOD.encode(), 1)], model)
     assert model.algorithm.calls == ["predict_many 2 ['normal', 'normal']"]
     assert result.scored == [("b", "normal"), ("b", "normal")]
+
+
+def test_by_default_the_launcher_predicts_once_per_batch_and_never_learns():
+    model = ServingModel(Recorder(), 4, positions={"in/0": 10})
+    result = run([message(GOOD.encode(), 10), message(GOOD.encode(), 15)], model)
+    assert model.algorithm.calls == ["predict", "predict"]
+    outputs = [json.loads(value) for _, value, _ in result.outputs]
+    assert [output["model_version"] for output in outputs] == [4, 4]
+    # offset 10 is the first the version had not learnt: fresh; 15 comes 5 records later
+    assert [output["staleness"] for output in outputs] == [0, 5]
+    assert [partition for _, _, partition in result.outputs] == [0, 0]
+
+
+def test_staleness_counts_from_the_start_of_a_partition_the_version_never_learnt():
+    model = ServingModel(Recorder(), 2, positions={"other/0": 100})
+    result = run([message(GOOD.encode(), 30)], model)
+    assert json.loads(result.outputs[0][1])["staleness"] == 30
+
+
+def test_without_a_model_staleness_is_unknown():
+    result = run([message(GOOD.encode(), 3)], ServingModel(None, None))
+    output = json.loads(result.outputs[0][1])
+    assert output["prediction"] is None and output["staleness"] is None
+
+
+def test_a_learning_launcher_is_never_stale_after_its_first_record():
+    model = ServingModel(Recorder(), None, learn=True)
+    result = run([message(GOOD.encode(), offset) for offset in (5, 6, 7)], model)
+    assert [json.loads(value)["staleness"] for _, value, _ in result.outputs] == [5, 0, 0]
+    assert model.positions == {"in/0": 8}

@@ -23,7 +23,6 @@ from services.api.models import (
     UseCaseSummary,
 )
 from services.api.security import DEFAULT_ACTOR, Actor, Authorized
-from services.trainer.service import request_training
 from shared.config.live import (
     MUTABLE_KEYS,
     apply_overrides,
@@ -33,6 +32,7 @@ from shared.config.live import (
 )
 from shared.config.usecase import UseCase
 from shared.errors import ConfigError
+from shared.wire.store import request_training
 
 router = APIRouter(prefix="/usecases", tags=["usecases"])
 DEFAULT_REASON = "api request"

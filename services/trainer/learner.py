@@ -1,0 +1,158 @@
+"""The model being trained, and the one thread that touches it.
+
+A River model is not thread-safe and learns in place, so everything that reads or changes it
+(learning a batch, taking an inference snapshot, pickling it) runs in the learner's single
+worker thread, one step after the other: a published version is exactly the model after the
+records its positions say. The event loop stays free for Kafka and Redis meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+
+from shared.algorithms.base import Algorithm
+from shared.algorithms.snapshot import inference_snapshot
+from shared.modelstore import seal
+from shared.prepostprocessors import PrePostProcessor
+from shared.records.base import RecordError, TimeRecord
+from shared.records.messages import parse_messages
+from shared.wire.influx import StoredRecord
+
+#: Records learnt between two looks at the stop signal during a long training.
+STOP_CHECK_EVERY = 500
+
+
+class TrainingInterrupted(Exception):
+    """A stop arrived during a long training: it is abandoned and nothing is published; the
+    last checkpoint stays the resume point."""
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A version ready to store: what launchers load, and the full model when checkpointing."""
+
+    envelope: bytes
+    checkpoint: bytes | None
+    snapshot: bool
+    description: dict[str, Any]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Learnt:
+    """What one batch taught the model."""
+
+    records: int  # labelled records learnt
+    rejected: int  # lines the record class refused (the launcher dead-letters them)
+    newest_event_ms: int | None
+
+
+class Learner:
+    """Owns the model and its thread. `stopping` is set when the service stops, so a long
+    training can be abandoned between two slices."""
+
+    def __init__(
+        self,
+        usecase: str,
+        secret: bytes,
+        record_class: type[TimeRecord],
+        processor: PrePostProcessor | None,
+        stopping: threading.Event,
+    ):
+        self.usecase = usecase
+        self.secret = secret
+        self.record_class = record_class
+        self.processor = processor
+        self.stopping = stopping
+        self.model: Algorithm | None = None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"learner-{usecase}")
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+    async def _run(self, work: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
+
+    async def learn_messages(self, messages: Sequence[ConsumerRecord]) -> Learnt:
+        """Parse the input messages as the launcher does and learn each labelled record."""
+        return await self._run(self._learn_messages, messages)
+
+    def _learn_messages(self, messages: Sequence[ConsumerRecord]) -> Learnt:
+        model = self.model
+        if model is None:
+            raise RuntimeError("the learner has no model")
+        parsed = parse_messages(messages, self.record_class, self.processor)
+        learnt = 0
+        for record in parsed.records:
+            if record.targets:
+                model.learn_one(record.values, record.targets[0])
+                learnt += 1
+        newest = max((m.timestamp for m in parsed.messages), default=None)
+        return Learnt(learnt, len(parsed.rejected), newest)
+
+    async def fit(self, fresh: Algorithm, stored: Sequence[StoredRecord]) -> int:
+        """Make `fresh`, trained on `stored` (oldest first), the model; return how many
+        labelled records it learnt. Raises TrainingInterrupted on a stop (the model stays)."""
+        return await self._run(self._fit, fresh, stored)
+
+    def _fit(self, fresh: Algorithm, stored: Sequence[StoredRecord]) -> int:
+        records = self._records(stored)
+        xs = [record.values for record in records if record.targets]
+        ys = [record.targets[0] for record in records if record.targets]
+        if not fresh.incremental:
+            fresh.learn_many(xs, ys)
+        else:
+            for start in range(0, len(xs), STOP_CHECK_EVERY):
+                if self.stopping.is_set():
+                    raise TrainingInterrupted
+                end = start + STOP_CHECK_EVERY
+                fresh.learn_many(xs[start:end], ys[start:end])
+        self.model = fresh
+        return len(xs)
+
+    def _records(self, stored: Sequence[StoredRecord]) -> list[TimeRecord]:
+        """Stored lines parsed again (and pre-processed) as the launcher did."""
+        records = []
+        for item in stored:
+            try:
+                record = self.record_class.parse(item.line, item.series.source)
+            except RecordError:
+                continue  # the launcher dead-lettered it; never stored normally
+            if not record.targets and item.target is not None:
+                record.targets = [item.target]
+            records.append(record)
+        if self.processor is not None and records:
+            records = list(self.processor.preprocess(records))
+        return records
+
+    async def seal(self, version: int, checkpoint: bool) -> Sealed:
+        """The current model as version `version`: its inference snapshot when it has one
+        (else the full model), and the full model too when `checkpoint`."""
+        return await self._run(self._seal, version, checkpoint)
+
+    def _seal(self, version: int, checkpoint: bool) -> Sealed:
+        model = self.model
+        if model is None:
+            raise RuntimeError("the learner has no model")
+        started = time.perf_counter()
+        snapshot = inference_snapshot(model)
+        full = None
+        if checkpoint or snapshot is None:
+            full = seal(self.secret, self.usecase, version, model)
+        envelope = full if snapshot is None else seal(self.secret, self.usecase, version, snapshot)
+        assert envelope is not None
+        return Sealed(
+            envelope=envelope,
+            checkpoint=full if checkpoint else None,
+            snapshot=snapshot is not None,
+            description=model.describe(),
+            seconds=time.perf_counter() - started,
+        )

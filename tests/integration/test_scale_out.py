@@ -1,0 +1,127 @@
+"""Scale-out on the real services: two launchers share a 2-partition use case and predict with
+versions of the one model the trainer learns from the whole stream.
+
+Before launchers only predicted, each learnt its own half of the stream and two launchers were
+less accurate than one (-0.9 points on 60,000 KDD rows). Now: every prediction comes from a
+published version, consistent with the staleness it reports; the two launchers use versions
+published at most about one publish interval apart; and two launchers are as accurate as one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from contextlib import ExitStack
+from pathlib import Path
+
+from river import metrics
+
+from shared.clients.redis import connect_redis
+from shared.modelstore import ModelStore
+from tests.integration.pipeline_helpers import (
+    MODEL_SECRET,
+    kdd_slice,
+    read_to_end,
+    run_producer,
+    service,
+    service_env,
+)
+
+ROWS = 20_000
+PUBLISH_MS = 250
+
+
+def make_usecase(root: Path, name: str, datafile: Path) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "streaming.props").write_text(
+        f"mainTopic={name}\noutputTopic={name}.outputs\nproblem.type=KDDClassification\n"
+        f"datafile={datafile}\ntopic.partitions=2\nproducerType=BLOCK\n"
+        "recordsPerBlock=500\nproducerTimeInterval=250\nreadingTimeInterval=100\n"
+    )
+    (folder / "algs.props").write_text(
+        f"algorithm=HoeffdingTreeClassifier\nmodel.publish.interval={PUBLISH_MS}\n"
+    )
+    return folder
+
+
+async def run_pipeline(
+    tmp_path: Path, connections, name: str, datafile: Path, launchers: int
+) -> tuple[list[dict], dict[int, dict]]:
+    """The replay with `launchers` launchers and one trainer: every output, and the metadata
+    of every version the trainer published."""
+    folder = make_usecase(tmp_path, name, datafile)
+    env = service_env(name)
+    log = tmp_path / f"{name}.log"
+    with ExitStack() as stack:
+        for _ in range(launchers):
+            stack.enter_context(service("launch", folder, env, log))
+        stack.enter_context(service("train", folder, env, log))
+        await asyncio.to_thread(run_producer, folder, env, log)
+        outputs = await read_to_end(
+            connections.kafka_bootstrap_or(""), f"{name}.outputs", ROWS, 180
+        )
+    redis = connect_redis(connections)
+    try:
+        versions = await ModelStore(redis, name, MODEL_SECRET.encode()).versions()
+    finally:
+        await redis.aclose()
+    assert len({o["record_id"] for o in outputs}) == len(outputs) == ROWS, log.read_text()[-3000:]
+    return outputs, {meta["version"]: meta for meta in versions}
+
+
+def accuracy(outputs: list[dict]) -> float:
+    metric = metrics.Accuracy()
+    for output in outputs:
+        metric.update(output["targets"][0], output["prediction"])
+    return metric.get()
+
+
+def partition_of(output: dict) -> int:
+    return int(output["id"].rsplit("/", 2)[1])
+
+
+def offset_of(output: dict) -> int:
+    return int(output["id"].rsplit("/", 1)[1])
+
+
+async def test_two_launchers_predict_with_versions_of_one_model_and_as_well_as_one(
+    tmp_path, data_dir, connections, unique
+):
+    datafile = kdd_slice(data_dir, ROWS, tmp_path / "kdd.csv")
+    alone, _ = await run_pipeline(tmp_path, connections, f"{unique}a", datafile, launchers=1)
+    shared, versions = await run_pipeline(tmp_path, connections, f"{unique}b", datafile, 2)
+
+    # every prediction comes from a published version, and its staleness is that version's
+    topic = f"{unique}b"
+    for output in shared:
+        if output["model_version"] is None:
+            assert offset_of(output) <= 2000  # before any version (launcher.max.staleness)
+            continue
+        meta = versions[output["model_version"]]
+        position = meta["positions"].get(f"{topic}/{partition_of(output)}", 0)
+        assert output["staleness"] == max(0, offset_of(output) - position), output
+
+    # each launcher owns one partition; at any moment, the versions they predict with were
+    # published at most about one publish interval apart (plus a batch in flight)
+    by_partition = collections.defaultdict(list)
+    for output in shared:
+        if output["model_version"] is not None:
+            by_partition[partition_of(output)].append(
+                (output["timings"]["predicted"], versions[output["model_version"]]["created_at"])
+            )
+    assert sorted(by_partition) == [0, 1]
+    gaps = []
+    for here, there in ((0, 1), (1, 0)):
+        other = sorted(by_partition[there])
+        for predicted, created in by_partition[here]:
+            earlier = [c for p, c in other if p <= predicted]
+            if earlier:
+                gaps.append(abs(created - earlier[-1]))
+    worst_gap_ms = max(gaps) * 1000
+    print(f"largest gap between the two launchers' versions: {worst_gap_ms:.0f} ms")
+    assert worst_gap_ms <= 2 * PUBLISH_MS + 250
+
+    one, two = accuracy(alone), accuracy(shared)
+    print(f"accuracy: one launcher {one:.4f}, two launchers {two:.4f}")
+    assert abs(one - two) <= 0.002
