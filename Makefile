@@ -22,13 +22,15 @@ WITH_SERVICES_ENV := eval "$$(bash scripts/services.sh env)" &&
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# The moa extra brings MOA (capymoa); its batch helper is compiled with javac into the venv.
+$(VENV)/.installed: pyproject.toml shared/algorithms/MoaBatch.java
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,moa]'
+	$(PY) -m shared.algorithms.moa compile
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv and install the project with its dev tools
+install: $(VENV)/.installed ## Create .venv and install the project with its dev tools and MOA
 
 services: ## Install (if missing) and start Kafka, Redis, InfluxDB, Elasticsearch on loopback
 	bash scripts/services.sh up

@@ -5,9 +5,10 @@ Resolution order of the name, first match wins:
       or any object with learn_one/predict_one (wrapped like a River model) or fit/predict
       (wrapped like a scikit-learn model);
   (b) a built-in (shared/algorithms/builtin.py);
-  (c) a dotted import path: `river.tree.HoeffdingTreeClassifier`,
+  (c) `moa.<Name>`: a MOA learner through capymoa (shared/algorithms/moa.py, the moa extra);
+  (d) a dotted import path: `river.tree.HoeffdingTreeClassifier`,
       `sklearn.linear_model.SGDClassifier`, or any importable class;
-  (d) `ExternalAlgorithm`: train/test commands in any language (shared/algorithms/external.py).
+  (e) `ExternalAlgorithm`: train/test commands in any language (shared/algorithms/external.py).
 `algorithm.<name>` values are parsed and checked against the constructor (params.py).
 """
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from shared.config import ConnectionSettings, UseCase
 
 EXTERNAL = "ExternalAlgorithm"
+MOA_PREFIX = "moa."
 EXTERNAL_PARAMS = ("train", "test", "timeout")
 
 
@@ -50,6 +52,7 @@ def build_algorithm(usecase: UseCase) -> Algorithm:
         usecase.folder,
         usecase_name=usecase.name,
         connections=usecase.connections,
+        classes_number=usecase.algs.classes_number,
     )
 
 
@@ -60,8 +63,10 @@ def build(
     *,
     usecase_name: str | None = None,
     connections: ConnectionSettings | None = None,
+    classes_number: int | None = None,
 ) -> Algorithm:
-    """Resolve `name` (see the module docstring) and construct it with `params` (strings)."""
+    """Resolve `name` (see the module docstring) and construct it with `params` (strings).
+    `classes_number` (classes.number) is for MOA classifiers, which fix it up front."""
     usecase_name = usecase_name or (folder.name if folder else "(no use case)")
     what = f"{usecase_name}: algorithm={name}"
     searched: list[str] = []
@@ -75,6 +80,11 @@ def build(
     if name in BUILTINS:
         return BUILTINS[name](parse_params(params), what)
     searched.append(f"the built-ins ({', '.join([*BUILTINS, EXTERNAL])})")
+
+    if name.startswith(MOA_PREFIX):  # before imports: JPype makes Java's `moa` importable
+        from shared.algorithms.moa import build_moa
+
+        return build_moa(name, parse_params(params), classes_number, what)
 
     if "." in name:
         found, problem = _import(name)
