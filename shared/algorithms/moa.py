@@ -49,6 +49,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,15 +74,13 @@ JAVA_HINT = (
 )
 HELPER_SOURCE = Path(__file__).with_name("MoaBatch.java")
 HELPER_CLASS = "streamer.MoaBatch"
+CAPYMOA_JVM_ARGS = "-Xmx8g -Xss10M"  # capymoa's default, when CAPYMOA_JVM_ARGS is not set
 UNSEEN = "(unseen)"  # the last value of each nominal attribute in MOA's header
 COMPILE_COMMAND = f"{Path(sys.executable).name} -m shared.algorithms.moa compile"
 
 
 def helper_classes_dir() -> Path:
     """Where the compiled helper lives: in the virtualenv, so each install has its own."""
-    configured = os.environ.get("STREAMER_MOA_CLASSES")
-    if configured:
-        return Path(configured)
     return Path(sys.prefix) / "share" / "streamer" / "moa-classes"
 
 
@@ -110,9 +109,17 @@ def compile_helper(destination: Path | None = None) -> Path:
     return destination
 
 
-@functools.cache
 def java_helper() -> Any:
     """The MoaBatch class, in a running JVM with MOA (started on first use, once per process)."""
+    with _JVM_LOCK:  # the launcher's and trainer's worker threads may ask at the same time
+        return _start_java()
+
+
+_JVM_LOCK = threading.Lock()
+
+
+@functools.cache
+def _start_java() -> Any:
     classes = helper_classes_dir()
     if not (classes / "streamer" / "MoaBatch.class").is_file():
         raise StreamerError(
@@ -123,6 +130,12 @@ def java_helper() -> Any:
         import jpype
     except ImportError as error:
         raise StreamerError(INSTALL_HINT) from error
+    # -Xrs: SIGTERM and SIGINT stay Python's (the services' graceful stop). Without it, a JVM
+    # started after a service installed its handlers takes them and exits at once.
+    jvm_args = os.environ.get("CAPYMOA_JVM_ARGS", CAPYMOA_JVM_ARGS)
+    if "-Xrs" not in jvm_args.split():
+        os.environ["CAPYMOA_JVM_ARGS"] = f"{jvm_args} -Xrs"
+    started_here = not jpype.isJVMStarted()
     try:
         import capymoa  # starts the JVM with MOA's jar on its class path
     except ImportError as error:
@@ -131,6 +144,11 @@ def java_helper() -> Any:
         raise StreamerError(f"{JAVA_HINT} ({type(error).__name__}: {error})") from error
     except Exception as error:  # capymoa's own error when there is no usable Java
         raise StreamerError(f"{JAVA_HINT} ({type(error).__name__}: {error})") from error
+    if started_here and threading.current_thread() is not threading.main_thread():
+        # The thread that creates the JVM is its non-daemon "main": left attached when it ends
+        # (a worker of asyncio.to_thread), the JVM's shutdown at exit waits for it forever.
+        # Detached, it is attached again on its next call, as a daemon like other threads.
+        jpype.JClass("java.lang.Thread").detach()
     # A class loader of our own: the JVM may have been started (by capymoa) before we could add
     # our folder to its class path. MOA's classes come from its parent, the system loader.
     url = jpype.JClass("java.io.File")(str(classes)).toURI().toURL()
