@@ -19,23 +19,30 @@ the first record; STREAMER records are dicts. The rules:
   makes the feature nominal, a number numeric. A feature first seen later is ignored (logged
   once per name). Before the first learning, predictions are None.
 - nominal values get indexes in order of appearance while learning, and the header's list of
-  values grows with them (MOA's learners index their statistics by value index, so a growing
-  list is what an ARFF header listing the same values would give). A value never learned is
-  a missing value when predicting (predictions never change the model). A number given to a
-  nominal feature is the category `str(number)`.
+  values grows with them (MOA's learners index their statistics by value index, so this is
+  what an ARFF header listing the same values in that order gives: on KDD, predictions equal
+  MOA's own loop on such a file). A value never learned gets the next index when predicting,
+  one the model has no statistics for, as MOA sees a listed value it never learned
+  (predictions never change the model). A number given to a nominal feature is the category
+  `str(number)`.
 - a missing feature (absent, None or NaN) is MOA's missing value. A numeric feature given
   text that is not a number is an error naming the feature.
 - classification: `classes.number` of algs.props fixes the number of classes up front (MOA's
   learners size their counts by it); labels get class indexes in order of appearance. A label
   beyond that number is not learned: the record is skipped, counted in describe()'s
   `records_skipped` and logged once per label. Regression: the target is a float.
+- predictions are MOA's: the class of the highest vote, the first on a tie (Utils.maxIndex),
+  so the first label learned when the learner gives no vote; a regressor's first vote (0 when
+  none). predict_proba_one is the votes normalised, None when they are all zero.
 Models pickle as Java serialization of the learner (its header included) plus this schema, and
 load in a fresh process (which starts its own JVM) with identical predictions.
 
 Speed: a batch crosses into the JVM once (MoaBatch.java beside this file loops over its
-records in Java), so learn_many/predict_many cost a few microseconds of Python per record and
-no JPype call per record. The helper is compiled at install time into the virtualenv
-(`python -m shared.algorithms.moa compile`; make install and the Docker image run it).
+records in Java), so learn_many/predict_many/predict_learn_many cost a few microseconds of
+Python per record and no JPype call per record. The helper is compiled at install time into
+the virtualenv (`python -m shared.algorithms.moa compile`; make install and the Docker image
+run it). The JVM starts in the process on first use, with capymoa's CAPYMOA_JVM_ARGS (default
+-Xmx8g -Xss10M) plus -Xrs, so SIGTERM and SIGINT stay with Python.
 """
 
 from __future__ import annotations
