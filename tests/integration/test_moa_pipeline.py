@@ -1,0 +1,98 @@
+"""A MOA learner in the real pipeline: producer -> Kafka -> launcher -> outputs, and the trainer
+publishing MOA models (Java serialization inside our pickles) that another process loads."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import numpy as np
+
+from benchmarks.moa import kdd_rows
+from shared.clients.redis import connect_redis
+from shared.modelstore import ModelStore
+from tests.integration.pipeline_helpers import (
+    MODEL_SECRET,
+    collect_outputs,
+    kdd_slice,
+    make_kdd_usecase,
+    run_producer,
+    service,
+    service_env,
+)
+from tests.integration.test_pipeline import wait_for_versions
+
+ROWS = 4_000
+
+
+def moa_training_accuracy(data_dir, rows: int) -> float:
+    """MOA's Hoeffding tree through capymoa's own API, trained on the rows in order, scored on
+    them by MOA (correctlyClassifies): the outside reference for the trainer's last model."""
+    from capymoa.classifier import HoeffdingTree
+    from capymoa.core import LabeledInstance
+    from capymoa.stream import Schema
+
+    from shared.algorithms.moa import java_helper
+
+    java_helper()  # the JVM, started as our algorithms start it
+    data = kdd_rows(data_dir, rows)
+    names = list(data[0][0])
+    nominal = {
+        name: list(dict.fromkeys(x[name] for x, _ in data))
+        for name in names
+        if isinstance(data[0][0][name], str)
+    }
+    labels = list(dict.fromkeys(y for _, y in data))
+    schema = Schema.from_custom(
+        features=[*names, "class"], target="class", categories={**nominal, "class": labels}
+    )
+
+    def instance(x: dict, y: str) -> LabeledInstance:
+        values = [nominal[n].index(x[n]) if n in nominal else x[n] for n in names]
+        return LabeledInstance.from_array(schema, np.asarray(values, float), labels.index(y))
+
+    model = HoeffdingTree(schema=schema)
+    instances = [instance(x, y) for x, y in data]
+    for one in instances:
+        model.train(one)
+    scores = model.moa_learner.correctlyClassifies
+    correct = sum(bool(scores(one.java_instance.getData())) for one in instances)
+    return correct / len(instances)
+
+
+async def test_a_moa_tree_runs_the_pipeline_and_every_record_gets_an_output(
+    tmp_path, data_dir, kafka_bootstrap, connections, unique
+):
+    datafile = kdd_slice(data_dir, ROWS, tmp_path / "kdd.csv")
+    folder = make_kdd_usecase(tmp_path, unique, datafile)
+    (folder / "algs.props").write_text(
+        "algorithm=moa.HoeffdingTree\nalgorithm.grace_period=200\nclasses.number=23\n"
+        "training.interval=1000\ntraining.maxdata=-1\n"
+    )
+    env = service_env(unique)
+    log = tmp_path / "services.log"
+    redis = connect_redis(connections)
+    store = ModelStore(redis, unique, MODEL_SECRET.encode())
+    try:
+        with service("launch", folder, env, log), service("train", folder, env, log):
+            await asyncio.to_thread(run_producer, folder, env, log)
+            expected = {f"kdd:{line}" for line in range(1, ROWS + 1)}
+            outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 180)
+            versions = await wait_for_versions(store, learned=ROWS, wait_s=120)
+        latest = await store.load()
+    finally:
+        await redis.aclose()
+    ids = collections.Counter(output["record_id"] for output in outputs)
+    missing = expected - set(ids)
+    assert not missing, f"{len(missing)} records without output; log: {log.read_text()[-3000:]}"
+    assert [rid for rid, count in ids.items() if count > 1] == []
+    assert versions and versions[-1]["records_learned"] == ROWS, log.read_text()[-3000:]
+    assert versions[-1]["moa_class"] == "moa.classifiers.trees.HoeffdingTree"
+
+    # the last version, unpickled here (this process's own JVM), is a tree of all the rows
+    assert latest is not None
+    data = kdd_rows(data_dir, ROWS)
+    predictions = latest.algorithm.predict_many([x for x, _ in data])
+    accuracy = sum(p == y for p, (_, y) in zip(predictions, data, strict=True)) / ROWS
+    reference = moa_training_accuracy(data_dir, ROWS)
+    assert accuracy >= reference - 0.01, (accuracy, reference)
