@@ -264,7 +264,9 @@ class RecordSchema:
         self.ignored: set[str] = set()
 
     @classmethod
-    def fixed_by(cls, xs: Sequence[Features], kind: str, classes_number: int | None):
+    def fixed_by(
+        cls, xs: Sequence[Features], kind: str, classes_number: int | None
+    ) -> RecordSchema:
         features: dict[str, dict[Any, int] | None] = {}
         for x in xs:
             for name, value in x.items():
@@ -284,7 +286,7 @@ class RecordSchema:
         return name
 
     def new_learner(self, cls: type, params: Mapping[str, Any]) -> Any:
-        """A fresh MOA learner on this schema's header (nominal value lists empty for now)."""
+        """A fresh MOA learner on this schema's header (nominal values: only UNSEEN for now)."""
         from capymoa.stream import Schema
 
         target = self.target_name()
@@ -352,7 +354,10 @@ class RecordSchema:
     def target(self, y: Any) -> float:
         """The class index (NaN: not learnable, see the docstring) or the regression target."""
         if self.kind == REGRESSOR:
-            return float(y)
+            try:
+                return float(y)
+            except (TypeError, ValueError):
+                raise StreamerError(f"target {y!r} is not a number (a regressor)") from None
         index = self.label_index.get(y)
         if index is not None:
             return index if index >= 0 else math.nan
