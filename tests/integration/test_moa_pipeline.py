@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,6 @@ from tests.integration.pipeline_helpers import (
     service,
     service_env,
 )
-from tests.integration.test_pipeline import wait_for_versions
 
 ROWS = 4_000
 
@@ -78,21 +78,31 @@ async def test_a_moa_tree_runs_the_pipeline_and_every_record_gets_an_output(
             await asyncio.to_thread(run_producer, folder, env, log)
             expected = {f"kdd:{line}" for line in range(1, ROWS + 1)}
             outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 180)
-            versions = await wait_for_versions(store, learned=ROWS, wait_s=120)
-        latest = await store.load()
+            latest = await wait_for_a_model_of(store, learned=ROWS, wait_s=120)
     finally:
         await redis.aclose()
     ids = collections.Counter(output["record_id"] for output in outputs)
     missing = expected - set(ids)
     assert not missing, f"{len(missing)} records without output; log: {log.read_text()[-3000:]}"
     assert [rid for rid, count in ids.items() if count > 1] == []
-    assert versions and versions[-1]["records_learned"] == ROWS, log.read_text()[-3000:]
-    assert versions[-1]["moa_class"] == "moa.classifiers.trees.HoeffdingTree"
-
-    # the last version, unpickled here (this process's own JVM), is a tree of all the rows
-    assert latest is not None
+    # the last version, unpickled here (this process's own JVM), is MOA's tree of all the rows
+    assert latest is not None, log.read_text()[-3000:]
+    assert latest.describe()["records_learned"] == ROWS
+    assert latest.describe()["moa_class"] == "moa.classifiers.trees.HoeffdingTree"
     data = kdd_rows(data_dir, ROWS)
-    predictions = latest.algorithm.predict_many([x for x, _ in data])
+    predictions = latest.predict_many([x for x, _ in data])
     accuracy = sum(p == y for p, (_, y) in zip(predictions, data, strict=True)) / ROWS
     reference = moa_training_accuracy(data_dir, ROWS)
     assert accuracy >= reference - 0.01, (accuracy, reference)
+
+
+async def wait_for_a_model_of(store: ModelStore, learned: int, wait_s: float) -> Any:
+    """The latest published model once it has learned `learned` records (None if it never
+    does within `wait_s`)."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while asyncio.get_running_loop().time() < deadline:
+        version = await store.load()
+        if version is not None and version.algorithm.describe()["records_learned"] >= learned:
+            return version.algorithm
+        await asyncio.sleep(0.5)
+    return None
