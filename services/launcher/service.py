@@ -407,7 +407,10 @@ class Launcher:
         self.model.algorithm, self.model.version = loaded.algorithm, loaded.version
         self.model.positions = dict(loaded.meta.get("positions") or {})
         self.counters.model_swaps += 1
-        log.info(
+        # a streaming model publishes about once a second: only other versions are news
+        level = logging.DEBUG if loaded.meta.get("mode") == "stream" else logging.INFO
+        log.log(
+            level,
             "model adopted",
             extra={
                 "usecase": self.usecase.name,

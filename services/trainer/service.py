@@ -67,6 +67,8 @@ RENEW_S = 2.0
 #: Longest wait for input records in one step (requests and configuration are looked at
 #: between two steps).
 STEP_WAIT_MS = 200
+#: Least time between two versions published because the model caught up with the launchers.
+MIN_PUBLISH_GAP_S = 0.05
 
 
 @dataclass
@@ -94,7 +96,7 @@ class Trainer:
         # `stop` as the learner thread can read it (an asyncio.Event is the loop's alone)
         self._stopping = threading.Event()
         self._since_publish = 0  # records learnt since the last version
-        self._published_at = 0.0
+        self._published_at = time.monotonic()  # the first version is due one interval in
         self._checkpoint_at = 0.0
         self._newest_event_ms: int | None = None
         self._demand: dict[str, int] = {}  # waiting launchers: position each one needs
@@ -319,24 +321,31 @@ class Trainer:
             self.counters.records_learned += learnt.records
             if learnt.newest_event_ms is not None:
                 self._newest_event_ms = learnt.newest_event_ms
-        if self._publication_due():
+        if self._publication_due(stream.caught_up(bound)):
             await self._publish(mode="stream", reason="stream")
 
-    def _publication_due(self) -> bool:
+    def _publication_due(self, caught_up: bool) -> bool:
+        """Publish on a waiting launcher's demand; when the model learnt everything the
+        launchers predicted (the stream runs slower than the trainer: each version is then
+        as fresh as a launcher batch), at most every MIN_PUBLISH_GAP_S; else every
+        model.publish.interval ms or model.publish.records records."""
         if self._since_publish == 0:
             return False
         if self._meets_demand():
             return True
+        since = time.monotonic() - self._published_at
         if self._catch_up_to:
             assert self.stream is not None
             positions = self.stream.positions
             if any(positions.get(key, 0) < end for key, end in self._catch_up_to.items()):
                 return False  # the newest version learnt more: catch up first
             self._catch_up_to = {}
+        if caught_up and since >= MIN_PUBLISH_GAP_S:
+            return True
         algs = self.usecase.algs
         if 0 < algs.publish_records <= self._since_publish:
             return True
-        return (time.monotonic() - self._published_at) * 1000 >= algs.publish_interval
+        return since * 1000 >= algs.publish_interval
 
     def _meets_demand(self) -> bool:
         """A launcher waits for a version that learnt up to some position

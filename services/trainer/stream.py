@@ -137,6 +137,10 @@ class InputStream:
                 self._paused.discard(tp)
         return ready
 
+    def caught_up(self, bound: Mapping[str, int]) -> bool:
+        """Everything the launchers predicted (`bound`) is learnt."""
+        return all(self.positions.get(key, 0) >= offset for key, offset in bound.items())
+
     def lag(self) -> int:
         """Records in the input topics that have not been learnt (as far as the fetches saw)."""
         consumer, lag = self.consumer, 0

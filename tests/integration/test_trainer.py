@@ -211,17 +211,17 @@ async def _holding(trainer: Trainer, count: int) -> bool:
 async def test_a_waiting_launcher_gets_a_version_as_soon_as_the_trainer_learnt_what_it_needs(
     tmp_path, data_dir, connections, unique
 ):
-    algs = "model.publish.interval=600000\n"  # never due by time during the test
-    async with kdd_case(tmp_path, data_dir, connections, unique, 2000, algs) as case:
-        await case.produce(0, 2000)
-        await case.predicted_up_to(1000)
+    """With no version due by time for 10 minutes and 20,000 records to learn, a launcher that
+    waits for one that learnt 1,500 records gets it long before the trainer caught up."""
+    algs = "model.publish.interval=600000\n"
+    async with kdd_case(tmp_path, data_dir, connections, unique, 20_000, algs) as case:
+        await case.produce(0, 20_000)
+        await case.predicted_up_to(20_000)
+        await case.redis.hset(UseCaseKeys(unique).launcher_demand, f"{case.topic}/0", 1500)
         async with running(case.usecase):
-            first = await wait_until(lambda: _at(case, 1000))  # the first version is due at once
-            await case.predicted_up_to(2000)
-            keys = UseCaseKeys(unique)
-            await case.redis.hset(keys.launcher_demand, f"{case.topic}/0", 1900)
-            needed = await wait_until(lambda: _at_least(case, 1900, first["version"]), 20)
-        assert needed["positions"][f"{case.topic}/0"] >= 1900
+            needed = await wait_until(lambda: _at_least(case, 1500, 0), 20)
+            await wait_until(lambda: _at(case, 20_000), 60)
+        assert 1500 <= needed["positions"][f"{case.topic}/0"] < 20_000
 
 
 async def _at_least(case: Case, position: int, after: int) -> dict[str, Any] | None:
