@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from shared.algorithms.base import Algorithm
 from shared.prepostprocessors import PrePostProcessor
@@ -27,7 +27,8 @@ class BatchResult:
     """What the sinks must write before the batch's offsets can be committed."""
 
     influx_lines: list[str] = field(default_factory=list)
-    outputs: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # key, value, partition
+    # key, value, and the input partition (the output goes to the same partition number)
+    outputs: list[tuple[bytes, bytes, TopicPartition]] = field(default_factory=list)
     dead: list[Rejected] = field(default_factory=list)
     # (prediction, first target) of each processed record, for progress counters and tests
     scored: list[tuple[Any, Any]] = field(default_factory=list)
@@ -36,6 +37,7 @@ class BatchResult:
     # `<topic>/<partition>` -> the offset after the batch's last message
     next_offsets: dict[str, int] = field(default_factory=dict)
     staleness: list[int] = field(default_factory=list)
+    messages: Sequence[ConsumerRecord] = ()  # the batch: its offsets are committed
 
 
 @dataclass
@@ -67,7 +69,7 @@ def process_batch(
 ) -> BatchResult:
     """Parse, (pre-process), predict (then learn, in learning mode), (post-process), encode."""
     parsed = parse_messages(messages, record_class, processor)
-    result = BatchResult(dead=parsed.rejected)
+    result = BatchResult(dead=parsed.rejected, messages=messages)
     records = parsed.records
     staleness = _run_model(model, records, parsed.messages)
     if processor is not None and records:
@@ -109,8 +111,9 @@ def process_batch(
                 produced=message.timestamp, consumed=consumed_ms, predicted=predicted_ms
             ),
         )
-        # same partition number as the input: a partition's outputs stay in its order
-        result.outputs.append((output_id.encode(), output.encode(), partition))
+        result.outputs.append(
+            (output_id.encode(), output.encode(), TopicPartition(topic, partition))
+        )
         result.scored.append((prediction, target))
         if stale is not None:
             result.staleness.append(stale)

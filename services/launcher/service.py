@@ -25,19 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
 from services.launcher.batch import BatchResult, ServingModel, process_batch
+from services.launcher.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore
-from shared.clients.kafka import (
-    commit_processed,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-    start_client,
-)
+from shared.clients.kafka import ensure_topics, make_consumer, start_client
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.config.live import LiveConfig
@@ -45,9 +40,8 @@ from shared.errors import ServiceUnavailableError
 from shared.modelstore import ModelIntegrityError, ModelStore, ModelVersion, model_secret
 from shared.prepostprocessors import processor_for
 from shared.records import record_class_for
-from shared.records.messages import Rejected
 from shared.wire.influx import RecordsMeasurement
-from shared.wire.kafka import DeadLetter, dead_letter_topic, partition_key, record_id_of
+from shared.wire.kafka import dead_letter_topic, partition_key
 from shared.wire.keys import UseCaseKeys
 
 log = logging.getLogger("launcher")
@@ -74,10 +68,12 @@ class LauncherCounters:
 
 
 class _WaitForBatch(ConsumerRebalanceListener):
-    """Partitions are given up only between batches, so a batch's commit is never orphaned."""
+    """Partitions are given up only between batches, so a batch's commit is never orphaned;
+    the delivery learns the new assignment (its transactional producers follow it)."""
 
-    def __init__(self, lock: asyncio.Lock):
+    def __init__(self, lock: asyncio.Lock, delivery: Delivery):
         self.lock = lock
+        self.delivery = delivery
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
@@ -85,6 +81,8 @@ class _WaitForBatch(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": sorted(map(str, assigned))})
+        async with self.lock:
+            await self.delivery.assigned(set(assigned))
 
 
 class Launcher:
@@ -108,7 +106,6 @@ class Launcher:
         self._gave_up_at: int | None = None  # version at which waiting for a fresher one stopped
         # the algorithm cannot change at run time: whether it learns incrementally is fixed
         self.incremental = build_algorithm(usecase).incremental
-        self._output_partitions = 1
 
     @property
     def model_version(self) -> int | None:
@@ -144,19 +141,18 @@ class Launcher:
             await self._adopt_initial_model()
             stack.push_async_callback(self._cancel_loading)
 
-            self.producer = make_producer(bootstrap)
-            await start_client(self.producer, bootstrap)
-            stack.push_async_callback(self.producer.stop)
-            self._output_partitions = len(
-                await self.producer.partitions_for(streaming.output_topic)
-            )
+            kind = ExactlyOnce if streaming.launcher_transactions else AtLeastOnce
+            self.delivery = kind(bootstrap, usecase.name, streaming.output_topic, usecase.group_id)
+            await self.delivery.start()
+            stack.push_async_callback(self.delivery.close)
             consumer = make_consumer(
                 bootstrap,
                 usecase.group_id,
                 max_poll_records=streaming.max_poll_records or MAX_BATCH_RECORDS,
                 **_consumer_tuning(usecase),
             )
-            consumer.subscribe(streaming.main_topics, listener=_WaitForBatch(self.batch_lock))
+            listener = _WaitForBatch(self.batch_lock, self.delivery)
+            consumer.subscribe(streaming.main_topics, listener=listener)
             await start_client(consumer, bootstrap)
             stack.push_async_callback(consumer.stop)
             log.info("launcher started", extra={"usecase": usecase.name, "group": usecase.group_id})
@@ -259,8 +255,7 @@ class Launcher:
             self.processor,
             consumed_ms,
         )
-        await self._write_sinks(result)
-        if await commit_processed(consumer, messages):
+        if await self._write_sinks(result, consumer):
             await self._report_progress(result.next_offsets)
         else:
             await self._look_for_new_version()
@@ -281,18 +276,20 @@ class Launcher:
             _, latest = await pipe.execute()
         self._start_loading(int(latest) if latest is not None else None)
 
-    async def _write_sinks(self, result: BatchResult) -> None:
-        """InfluxDB, outputs and dead letters, retried with backoff; raise if they stay down."""
+    async def _write_sinks(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
+        """InfluxDB first (idempotent by key), then outputs, dead letters and the input
+        offsets (services/launcher/delivery.py), retried with backoff; raise if they stay
+        down. False when the partitions moved meanwhile (the batch is not committed)."""
         delay = 0.5
         for attempt in range(1, SINK_ATTEMPTS + 1):
             try:
                 async with asyncio.timeout(SINK_TIMEOUT_S):
-                    await asyncio.gather(
-                        self.influx.write_lines(result.influx_lines),
-                        self._send_all(result),
-                    )
+                    await self.influx.write_lines(result.influx_lines)
                     await self.influx.write_lines(result.progress_lines)
-                return
+                    return await self.delivery.deliver(result, consumer)
+            except ProducerFenced:
+                log.warning("fenced: another launcher owns the partition now")
+                return False
             except (TimeoutError, KafkaError, OSError, ServiceUnavailableError) as error:
                 if attempt == SINK_ATTEMPTS:
                     raise ServiceUnavailableError(
@@ -306,33 +303,7 @@ class Launcher:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
-
-    async def _send_all(self, result: BatchResult) -> None:
-        topic, partitions = self.usecase.streaming.output_topic, self._output_partitions
-        send = self.producer.send
-        futures = [
-            await send(topic, value, key=key, partition=partition % partitions)
-            for key, value, partition in result.outputs
-        ]
-        futures += [await self._send_dead_letter(dead) for dead in result.dead]
-        await asyncio.gather(*futures)
-
-    async def _send_dead_letter(self, dead: Rejected) -> asyncio.Future:
-        message = dead.message
-        letter = DeadLetter(
-            error=dead.reason,
-            source_topic=message.topic,
-            source_partition=message.partition,
-            source_offset=message.offset,
-            usecase=self.usecase.name,
-            record_id=record_id_of(message.headers),
-        )
-        return await self.producer.send(
-            dead_letter_topic(message.topic),
-            message.value or b"",
-            key=message.key,
-            headers=letter.headers(),
-        )
+        return False
 
     async def _follow_config(self) -> None:
         """Run-time overrides (online.train / online.inference) apply from the next batch."""

@@ -79,12 +79,15 @@ def make_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
 
 
 def make_consumer(bootstrap: str, group_id: str | None, *topics: str, **options: Any):
-    """A consumer that starts at the earliest offset and leaves commits to the caller."""
+    """A consumer that starts at the earliest offset, leaves commits to the caller, and reads
+    committed data only (the producer and the launcher write in transactions: what an aborted
+    one wrote must never be read)."""
     settings: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
     }
     settings.update(options)
     return AIOKafkaConsumer(*topics, **settings)

@@ -94,6 +94,12 @@ class StreamingConfig(_PropsModel):
         alias="launcher.learn",
         description="The launcher learns test-then-train itself (one launcher, no staleness).",
     )
+    launcher_transactions: bool = Field(
+        True,
+        alias="launcher.transactions",
+        description="Outputs, dead letters and input offsets in one Kafka transaction "
+        "(exactly-once predictions); false: at least once.",
+    )
     launcher_max_staleness: int = Field(
         2000,
         alias="launcher.max.staleness",

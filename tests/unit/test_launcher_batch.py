@@ -155,7 +155,7 @@ def test_by_default_the_launcher_predicts_once_per_batch_and_never_learns():
     assert [output["model_version"] for output in outputs] == [4, 4]
     # offset 10 is the first the version had not learnt: fresh; 15 comes 5 records later
     assert [output["staleness"] for output in outputs] == [0, 5]
-    assert [partition for _, _, partition in result.outputs] == [0, 0]
+    assert [tp.partition for _, _, tp in result.outputs] == [0, 0]
 
 
 def test_staleness_counts_from_the_start_of_a_partition_the_version_never_learnt():
