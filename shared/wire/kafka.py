@@ -27,6 +27,20 @@ def input_id(topic: str, partition: int, offset: int) -> str:
     return f"{topic}/{partition}/{offset}"
 
 
+def parse_input_id(text: str) -> tuple[str, int, int]:
+    """(topic, partition, offset) of an `input_id`; ValueError naming the text otherwise."""
+    topic, _, rest = text.rpartition("/")
+    topic, _, partition = topic.rpartition("/")
+    if (
+        not topic
+        or not (partition + rest).isascii()
+        or not partition.isdecimal()
+        or not rest.isdecimal()
+    ):
+        raise ValueError(f"{text!r} is not <topic>/<partition>/<offset>")
+    return topic, int(partition), int(rest)
+
+
 def partition_key(topic: str, partition: int) -> str:
     """`<topic>/<partition>`: how positions per partition are keyed in metadata and Redis."""
     return f"{topic}/{partition}"

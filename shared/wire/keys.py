@@ -84,6 +84,14 @@ class UseCaseKeys:
         """String: lock of the original's external-script protocol for one phase."""
         return f"{self.prefix}external:{phase}:lock"
 
+    # ---- evaluation ----
+    @property
+    def evaluator_checkpoint(self) -> str:
+        """Hash: the evaluator's state and the outputTopic offsets it covers (`owner`: the
+        instance that may write it; `evaluation`; `state`: the signed state; `pending`: the
+        evaluation in progress, JSON). See services/evaluator/checkpoint.py."""
+        return self.prefix + "evaluator:checkpoint"
+
     # ---- run-time configuration (written by the api) ----
     @property
     def config_overrides(self) -> str:
