@@ -6,10 +6,17 @@ mapping (streamer-original.md §5, §9.20): dashboards had to hard-code a use ca
 fields that were never written. Here field names are flat snake_case, the use case is a value
 (`usecase`), every index has an explicit mapping with `dynamic: false`, and a document with a
 field the mapping does not declare is refused before it leaves the process.
+
+Every `_id` is built from what the document describes, never from a counter of the process
+that wrote it: an evaluation is identified by the output offsets it scored (`output_topic`,
+`output_offsets`), a model by its version, a prediction by its input record. A restarted
+evaluator therefore overwrites a document only when it writes the same thing again (its replay
+of the evaluation it was killed in), and never an older, different one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -19,6 +26,8 @@ from numbers import Integral, Real
 from typing import Any
 
 FIELD_NAME = re.compile(r"^(@timestamp|[a-z][a-z0-9_]*)$")
+#: Elasticsearch refuses longer `_id`s; a longer one keeps its head and ends with its digest.
+MAX_ID_BYTES = 512
 
 #: Elasticsearch mapping of each field type we use; "text_keyword" is searchable text with an
 #: aggregatable `.keyword` sub-field (Kibana's terms need the keyword).
@@ -50,18 +59,21 @@ class Field:
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """An index: its fields, the fields its `_id` is built from, and an example document."""
+    """An index: its fields, the fields its `_id` is built from (and others every document
+    must carry), and an example document."""
 
     name: str
     fields: dict[str, Field]
     id_fields: tuple[str, ...]
     doc: str
     example: dict[str, Any] = field(default_factory=dict)
+    also_required: tuple[str, ...] = ()
 
     @property
     def required(self) -> frozenset[str]:
-        """Fields every document must carry: the time, the use case and the id's parts."""
-        return frozenset(("@timestamp", "usecase", *self.id_fields))
+        """Fields every document must carry: the time, the use case, the id's parts and
+        `also_required`."""
+        return frozenset(("@timestamp", "usecase", *self.id_fields, *self.also_required))
 
     def mappings(self) -> dict[str, Any]:
         """The index mapping; `dynamic: false` so a stray field can never add a mapping."""
@@ -71,8 +83,16 @@ class IndexSpec:
         }
 
     def document_id(self, document: Mapping[str, Any]) -> str:
-        """The deterministic `_id`: a replay overwrites the same document instead of adding one."""
-        return ":".join(str(document[name]) for name in self.id_fields)
+        """The deterministic `_id`: a replay overwrites the same document instead of adding one.
+        An evaluation of many partitions can exceed Elasticsearch's limit: such an id keeps
+        its beginning (readable) and ends with the SHA-256 of the whole (unique)."""
+        joined = ":".join(str(document[name]) for name in self.id_fields)
+        raw = joined.encode()
+        if len(raw) <= MAX_ID_BYTES:
+            return joined
+        digest = hashlib.sha256(raw).hexdigest()
+        head = raw[: MAX_ID_BYTES - len(digest) - 1].decode(errors="ignore")
+        return f"{head}#{digest}"
 
 
 #: Epoch milliseconds below this (1973-03-03) are almost surely seconds passed by mistake.
@@ -88,14 +108,28 @@ def _common(**fields: Field) -> dict[str, Field]:
     }
 
 
+def _scored(**fields: Field) -> dict[str, Field]:
+    """Fields of a document about one evaluation: where in outputTopic it read."""
+    return _common(
+        output_topic=Field("keyword", doc="the outputTopic the evaluation read"),
+        output_offsets=Field(
+            "keyword",
+            doc="offsets the evaluation scored: `<partition>:<first>-<last>` (inclusive), "
+            "comma-separated, by partition",
+        ),
+        **fields,
+    )
+
+
 _SPECS = (
     IndexSpec(
         name="metrics",
         doc="one document per metric per view per evaluation",
-        id_fields=("usecase", "view", "evaluation", "metric"),
-        fields=_common(
+        id_fields=("usecase", "output_topic", "output_offsets", "view", "metric"),
+        also_required=("evaluation",),
+        fields=_scored(
             view=Field("keyword", choices=("batch", "cumulative", "window")),
-            evaluation=Field("long", doc="the evaluator's batch number"),
+            evaluation=Field("long", doc="the evaluator's batch number (kept across restarts)"),
             metric=Field("keyword", doc="e.g. accuracy, macro_f1, mae"),
             value=Field("double", doc="absent or null when the metric is undefined"),
             defined=Field("boolean"),
@@ -104,6 +138,8 @@ _SPECS = (
         example={
             "@timestamp": _T0,
             "usecase": "kdd-cup-99",
+            "output_topic": "kdd-cup-99.outputs",
+            "output_offsets": "0:1100-1199",
             "view": "cumulative",
             "evaluation": 12,
             "metric": "accuracy",
@@ -115,11 +151,13 @@ _SPECS = (
     IndexSpec(
         name="batches",
         doc="one document per evaluation",
-        id_fields=("usecase", "evaluation"),
-        fields=_common(
+        id_fields=("usecase", "output_topic", "output_offsets"),
+        also_required=("evaluation",),
+        fields=_scored(
             evaluation=Field("long"),
-            records=Field("long"),
-            duplicates=Field("long"),
+            records=Field("long", doc="outputs scored"),
+            duplicates=Field("long", doc="replayed outputs, not scored again"),
+            malformed=Field("long", doc="messages that are no output (sent to the dead letters)"),
             records_per_s=Field("double"),
             latency_ms_p50=Field("double", doc="produce-to-output latency"),
             latency_ms_p95=Field("double"),
@@ -130,9 +168,12 @@ _SPECS = (
         example={
             "@timestamp": _T0,
             "usecase": "kdd-cup-99",
+            "output_topic": "kdd-cup-99.outputs",
+            "output_offsets": "0:1100-1199",
             "evaluation": 12,
             "records": 100,
             "duplicates": 0,
+            "malformed": 0,
             "records_per_s": 250.0,
             "latency_ms_p50": 12.5,
             "latency_ms_p95": 40.0,
@@ -143,10 +184,11 @@ _SPECS = (
     ),
     IndexSpec(
         name="detections",
-        doc="one document per detection, rewritten as it progresses",
-        id_fields=("detection_id",),
-        fields=_common(
-            detection_id=Field("keyword"),
+        doc="one document per detection, rewritten as it progresses; `output_offsets` are "
+        "those of the evaluation it started at",
+        id_fields=("usecase", "output_topic", "output_offsets", "metric"),
+        fields=_scored(
+            detection_id=Field("keyword", doc="the detector's name for it (alerts list it)"),
             metric=Field("keyword"),
             detector=Field("keyword"),
             start=Field("long", doc="evaluation number"),
@@ -161,7 +203,9 @@ _SPECS = (
         example={
             "@timestamp": _T0,
             "usecase": "kdd-cup-99",
-            "detection_id": "kdd-cup-99:accuracy:threshold:10",
+            "output_topic": "kdd-cup-99.outputs",
+            "output_offsets": "0:900-999",
+            "detection_id": "kdd-cup-99:accuracy:10",
             "metric": "accuracy",
             "detector": "threshold",
             "start": 10,
@@ -175,8 +219,9 @@ _SPECS = (
     IndexSpec(
         name="alerts",
         doc="one document per alert state change",
-        id_fields=("usecase", "evaluation", "state"),
-        fields=_common(
+        id_fields=("usecase", "output_topic", "output_offsets", "state"),
+        also_required=("evaluation",),
+        fields=_scored(
             state=Field("keyword", choices=("started", "stopped")),
             metrics=Field("keyword", multi=True),
             evaluation=Field("long"),
@@ -186,11 +231,13 @@ _SPECS = (
         example={
             "@timestamp": _T0,
             "usecase": "kdd-cup-99",
+            "output_topic": "kdd-cup-99.outputs",
+            "output_offsets": "0:1100-1199",
             "state": "started",
             "metrics": ["accuracy", "macro_f1"],
             "evaluation": 12,
             "retrain_requested": True,
-            "detection_ids": ["kdd-cup-99:accuracy:threshold:10"],
+            "detection_ids": ["kdd-cup-99:accuracy:10"],
         },
     ),
     IndexSpec(

@@ -45,7 +45,7 @@ DEFAULT_PREFIX = "streamer-"
 #: so that ours wins for `streamer-*` indices instead of failing on an equal-priority overlap.
 TEMPLATE_PRIORITY = 200
 #: Bump when a mapping changes (existing indices keep theirs until re-created or re-indexed).
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 #: Per-item or per-request statuses that mean "try again later", not "this document is wrong".
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -84,13 +84,28 @@ def index_template(prefix: str, spec: IndexSpec) -> dict[str, Any]:
 
 async def ensure_templates(client: AsyncElasticsearch, prefix: str = DEFAULT_PREFIX) -> list[str]:
     """Create or overwrite our index templates (idempotent: the same call twice changes
-    nothing). Returns the template names. Indices created before keep their mapping."""
+    nothing). Returns the template names. Indices created before get the fields declared
+    since (adding a field is always allowed); a field whose type changed keeps its old type
+    there, with a warning, until the index is re-created."""
     check_prefix(prefix)
     names = []
     for spec in INDICES.values():
         template = index_template(prefix, spec)
         await client.indices.put_index_template(**template)
         names.append(template["name"])
+        try:
+            await client.indices.put_mapping(
+                index=f"{prefix}{spec.name}*",
+                allow_no_indices=True,
+                **spec.mappings(),
+            )
+        except TransportApiError as error:
+            if error.meta.status in RETRY_STATUSES:
+                raise
+            log.warning(
+                f"existing {prefix}{spec.name} indices keep their older mapping: {error}",
+                extra={"status": error.meta.status},
+            )
     return names
 
 
@@ -241,6 +256,19 @@ class ElasticSink:
                 if not sent:
                     return False
             return not self._buffer
+
+    async def drain(self, within_s: float) -> bool:
+        """Wait until what was added so far is written, at most `within_s`; True when it
+        is. Callers that checkpoint their progress call it first, so that a crash right after
+        the checkpoint loses no document. Returns False at once while backing off after a
+        failure; a flush slower than `within_s` counts as a failure (so the next calls do not
+        wait again before the backoff is over). Never raises for Elasticsearch errors."""
+        try:
+            async with asyncio.timeout(within_s):
+                return await self.flush()
+        except TimeoutError:
+            self._note_failure(f"a flush took more than {within_s:g} s")
+            return False
 
     async def start(self) -> None:
         """Start flushing in the background (idempotent)."""

@@ -25,6 +25,8 @@ def metric(n: int, usecase: str = "kdd", **overrides: object) -> dict:
     doc = {
         "@timestamp": T0 + n,
         "usecase": usecase,
+        "output_topic": "kdd.out",
+        "output_offsets": f"0:{n}-{n}",
         "view": "cumulative",
         "evaluation": n,
         "metric": "accuracy",
@@ -168,7 +170,7 @@ async def test_documents_elasticsearch_rejects_are_counted_not_retried(
         assert (sink.stats.indexed, sink.stats.failed, sink.stats.pending) == (1, 2, 0)
         assert sink.stats.healthy  # a bad document is not an outage: no backoff
         assert "rejected 2 documents" in caplog.text
-        assert "metrics/kdd:cumulative:1:accuracy: 400" in caplog.text
+        assert "metrics/kdd:kdd.out:0:1-1:cumulative:accuracy: 400" in caplog.text
     finally:
         await sink.close()
 
@@ -265,3 +267,13 @@ async def wait_for(condition, what: str) -> None:
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def test_an_index_created_before_a_field_was_declared_gets_it(elastic, prefix):
+    spec = INDICES["batches"]
+    older = {**spec.mappings(), "properties": dict(spec.mappings()["properties"])}
+    del older["properties"]["malformed"]
+    await elastic.indices.create(index=f"{prefix}batches", mappings=older)
+    await ensure_templates(elastic, prefix)
+    mapping = await elastic.indices.get_mapping(index=f"{prefix}batches")
+    assert mapping[f"{prefix}batches"]["mappings"]["properties"]["malformed"] == {"type": "long"}

@@ -14,6 +14,7 @@ from elasticsearch import AsyncElasticsearch
 from shared.sinks.documents import (
     FIELD_NAME,
     INDICES,
+    MAX_ID_BYTES,
     document_id,
     spec_for,
     validate_document,
@@ -29,10 +30,13 @@ T0 = 1_735_689_600_000
 
 
 def metric_doc(n: int = 1, **overrides: object) -> dict:
-    """The accuracy of evaluation `n`; keyword arguments replace fields."""
+    """The accuracy of evaluation `n` (which read offset n of partition 0); keyword arguments
+    replace fields."""
     doc = {
         "@timestamp": T0 + n,
         "usecase": "kdd",
+        "output_topic": "kdd.out",
+        "output_offsets": f"0:{n}-{n}",
         "view": "cumulative",
         "evaluation": n,
         "metric": "accuracy",
@@ -42,6 +46,11 @@ def metric_doc(n: int = 1, **overrides: object) -> dict:
     }
     doc.update(overrides)
     return doc
+
+
+def metric_id(n: int) -> str:
+    """The `_id` of metric_doc(n): what it describes, not a counter."""
+    return f"kdd:kdd.out:0:{n}-{n}:cumulative:accuracy"
 
 
 @pytest.fixture
@@ -196,10 +205,10 @@ def test_optional_fields_may_be_absent_or_null():
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("metrics", "kdd-cup-99:cumulative:12:accuracy"),
-        ("batches", "kdd-cup-99:12"),
-        ("detections", "kdd-cup-99:accuracy:threshold:10"),
-        ("alerts", "kdd-cup-99:12:started"),
+        ("metrics", "kdd-cup-99:kdd-cup-99.outputs:0:1100-1199:cumulative:accuracy"),
+        ("batches", "kdd-cup-99:kdd-cup-99.outputs:0:1100-1199"),
+        ("detections", "kdd-cup-99:kdd-cup-99.outputs:0:900-999:accuracy"),
+        ("alerts", "kdd-cup-99:kdd-cup-99.outputs:0:1100-1199:started"),
         ("models", "kdd-cup-99:3"),
         ("predictions", "kdd-cup-99:0:1234"),
     ],
@@ -216,12 +225,19 @@ def test_id_does_not_depend_on_field_order_or_other_fields():
     assert document_id("metrics", doc) != document_id("metrics", {**doc, "view": "window"})
 
 
+def test_an_id_beyond_elasticsearchs_limit_keeps_its_head_and_ends_with_its_digest():
+    many = ",".join(f"{p}:{p * 1000}-{p * 1000 + 999}" for p in range(64))  # 64 partitions
+    doc = metric_doc(output_offsets=many)
+    doc_id = document_id("metrics", doc)
+    assert len(doc_id.encode()) == MAX_ID_BYTES and doc_id.startswith("kdd:kdd.out:0:0-999,")
+    other = document_id("metrics", {**doc, "output_offsets": many.replace("63999", "63998")})
+    assert other != doc_id and other[:200] == doc_id[:200]
+
+
 async def test_add_derives_the_id_and_refuses_another(sink):
-    assert sink.add("metrics", None, metric_doc(3)) == "kdd:cumulative:3:accuracy"
-    assert sink.add("metrics", "kdd:cumulative:3:accuracy", metric_doc(3)) == (
-        "kdd:cumulative:3:accuracy"
-    )
-    with pytest.raises(ValueError, match="differs from 'kdd:cumulative:3:accuracy'"):
+    assert sink.add("metrics", None, metric_doc(3)) == metric_id(3)
+    assert sink.add("metrics", metric_id(3), metric_doc(3)) == (metric_id(3))
+    with pytest.raises(ValueError, match=f"differs from '{metric_id(3)}'"):
         sink.add("metrics", "random-id", metric_doc(3))
     with pytest.raises(ValueError, match="unknown field"):
         sink.add("metrics", None, metric_doc(3, extra=1))
@@ -261,7 +277,7 @@ async def test_buffer_keeps_the_newest_documents_up_to_the_bound(sink):
     assert sink.stats.pending == 5
     assert sink.stats.dropped == 3
     kept = [doc_id for _, doc_id in sink.pending_documents()]
-    assert kept == [f"kdd:cumulative:{n}:accuracy" for n in range(3, 8)]
+    assert kept == [metric_id(n) for n in range(3, 8)]
 
 
 async def test_a_newer_version_replaces_the_pending_one(sink):
@@ -269,7 +285,10 @@ async def test_a_newer_version_replaces_the_pending_one(sink):
     sink.add("metrics", None, metric_doc(1))
     sink.add("detections", None, {**INDICES["detections"].example, "stop": 14, "active": False})
     assert sink.stats.pending == 2 and sink.stats.dropped == 0
-    assert sink.pending_documents()[-1] == ("detections", "kdd-cup-99:accuracy:threshold:10")
+    assert sink.pending_documents()[-1] == (
+        "detections",
+        "kdd-cup-99:kdd-cup-99.outputs:0:900-999:accuracy",
+    )
     assert sink._buffer[sink.pending_documents()[-1]]["stop"] == 14
 
 
@@ -284,8 +303,8 @@ async def test_requeued_documents_go_back_in_front_and_yield_to_newer_versions(s
     assert sink.stats.dropped == 0
     sink._requeue(chunk)  # the bulk failed
     ids = [doc_id for _, doc_id in sink.pending_documents()]
-    assert ids == [f"kdd:cumulative:{n}:accuracy" for n in (0, 2, 1, 3, 4)]
-    assert sink._buffer[("metrics", "kdd:cumulative:1:accuracy")]["value"] == 0.9
+    assert ids == [metric_id(n) for n in (0, 2, 1, 3, 4)]
+    assert sink._buffer[("metrics", metric_id(1))]["value"] == 0.9
     assert sink.stats.pending == 5 and sink.stats.dropped == 0
 
 
@@ -298,9 +317,18 @@ async def test_requeue_beyond_the_bound_drops_the_oldest(sink):
     assert sink.stats.dropped == 0  # a batch in flight does not count against the bound
     sink._requeue(chunk)  # the bulk failed: 0 and 1 come back as the oldest, and go first
     ids = [doc_id for _, doc_id in sink.pending_documents()]
-    assert ids == [f"kdd:cumulative:{n}:accuracy" for n in range(2, 7)]
+    assert ids == [metric_id(n) for n in range(2, 7)]
     assert sink.stats.pending == 5
     assert sink.stats.dropped == 2
+
+
+async def test_drain_waits_for_the_write_but_not_through_a_backoff(sink):
+    sink.add("metrics", None, metric_doc(1))
+    started = time.monotonic()
+    assert await sink.drain(5.0) is False  # nothing listens: a failure, then a backoff
+    assert await sink.drain(5.0) is False  # backing off: no new attempt, no wait
+    assert time.monotonic() - started < 4.0
+    assert sink.stats.pending == 1 and sink.stats.consecutive_failures == 1
 
 
 def test_bad_sizes():
@@ -351,6 +379,10 @@ class BrokenClient:
     class indices:  # mimics client.indices
         @staticmethod
         async def put_index_template(**template: object) -> None:
+            return None
+
+        @staticmethod
+        async def put_mapping(**mapping: object) -> None:
             return None
 
     async def bulk(self, **request: object) -> None:
