@@ -1,21 +1,38 @@
-"""The CPU side of one evaluation, without I/O: dedupe outputs by record id, score them in
-the three views, run the detector, and describe what the sinks receive."""
+"""The CPU side of one evaluation, without I/O: validate the outputs (shared.wire.kafka.Output),
+drop replayed ones, score them in the three views, run the detector, and describe what the
+sinks receive.
+
+Duplicates. The launcher writes the outputs of input partition p to output partition p (modulo
+the output partitions) in input order, and commits its input offsets only after their outputs
+were written, so whoever writes a partition's outputs next starts right after the last output
+written. A new output's input offset is therefore above every input offset of its input
+partition scored before, and a replayed output (a launcher killed before its commit, when
+transactions are off) is at or below it. One high-water mark per input partition is all the
+dedup needs: a few bytes in the checkpoint, where the former set of seen ids (two million of
+them) could neither be checkpointed at every evaluation nor catch a replay older than its bound.
+
+Order. The messages of an evaluation are scored in (partition, offset) order, whatever order
+Kafka returned them in: the window view and the per-record error stream depend on the order,
+and a restarted evaluator must score its replayed evaluation exactly as the first time.
+"""
 
 from __future__ import annotations
 
-import json
 import statistics
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
 
 from shared.metrics.evaluation import MetricSet
 from shared.monitoring.base import Detector
 from shared.monitoring.detection import DetectionChange
 from shared.monitoring.error_stream import record_errors
+from shared.wire.kafka import Output, parse_input_id, partition_key
+
+#: The longest reason a dead letter carries.
+MAX_REASON = 1000
 
 
 def records_per_second(
@@ -28,21 +45,76 @@ def records_per_second(
     return records / first_window_s
 
 
-class SeenIds:
-    """Output ids already scored, bounded (oldest forgotten first): a replayed output counts
-    once as long as it arrives within the last `capacity` outputs."""
+def in_order(messages: Sequence[ConsumerRecord]) -> list[ConsumerRecord]:
+    """The messages by (partition, offset): the order an evaluation scores them in."""
+    return sorted(messages, key=lambda message: (message.partition, message.offset))
 
-    def __init__(self, capacity: int = 2_000_000):
-        self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
 
-    def add(self, output_id: str) -> bool:
-        """True when the id is new."""
-        if output_id in self._ids:
+@dataclass(frozen=True)
+class Span:
+    """The outputTopic offsets an evaluation read: per partition, the first and the last
+    (inclusive). It identifies the evaluation in every document written about it."""
+
+    topic: str
+    ranges: tuple[tuple[int, int, int], ...]  # (partition, first, last), by partition
+
+    @classmethod
+    def of(cls, topic: str, messages: Sequence[ConsumerRecord]) -> Span:
+        bounds: dict[int, tuple[int, int]] = {}
+        for message in messages:
+            first, last = bounds.get(message.partition, (message.offset, message.offset))
+            bounds[message.partition] = (min(first, message.offset), max(last, message.offset))
+        return cls(topic, tuple((p, first, last) for p, (first, last) in sorted(bounds.items())))
+
+    @classmethod
+    def parse(cls, topic: str, text: str) -> Span:
+        """The span of a `text` (ValueError naming it when malformed)."""
+        ranges = []
+        try:
+            for part in filter(None, text.split(",")):
+                partition, _, bounds = part.partition(":")
+                first, _, last = bounds.partition("-")
+                ranges.append((int(partition), int(first), int(last)))
+        except ValueError:
+            raise ValueError(f"{text!r} is not <partition>:<first>-<last>,...") from None
+        return cls(topic, tuple(sorted(ranges)))
+
+    @property
+    def text(self) -> str:
+        """`<partition>:<first>-<last>`, comma-separated (documents' `output_offsets`)."""
+        return ",".join(f"{p}:{first}-{last}" for p, first, last in self.ranges)
+
+    @property
+    def ends(self) -> dict[int, int]:
+        """Partition -> the last offset read."""
+        return {p: last for p, _, last in self.ranges}
+
+    def next_offsets(self) -> dict[int, int]:
+        """Partition -> the offset to read next."""
+        return {p: last + 1 for p, _, last in self.ranges}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that is not a valid output, and why (its dead letter's `error`)."""
+
+    message: ConsumerRecord
+    reason: str
+
+
+class InputHighWater:
+    """Per input partition, the highest input offset whose output was scored (see the module
+    docstring for why this is enough to recognise a replayed output)."""
+
+    def __init__(self, marks: dict[str, int] | None = None):
+        self.marks: dict[str, int] = dict(marks or {})
+
+    def first_time(self, topic: str, partition: int, offset: int) -> bool:
+        """True (and remembered) when no output of this input offset was scored yet."""
+        key = partition_key(topic, partition)
+        if offset <= self.marks.get(key, -1):
             return False
-        self._ids[output_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
+        self.marks[key] = offset
         return True
 
 
@@ -50,14 +122,19 @@ class SeenIds:
 class EvaluationResult:
     index: int
     time_ms: int
-    outputs: list[dict[str, Any]] = field(default_factory=list)
+    span: Span
+    outputs: list[Output] = field(default_factory=list)
     duplicates: int = 0
-    malformed: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
     views: dict[str, dict[str, float | None]] = field(default_factory=dict)
     pairs: dict[str, int] = field(default_factory=dict)
     changes: list[DetectionChange] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     model_version: int | None = None
+
+    @property
+    def malformed(self) -> int:
+        return len(self.rejected)
 
     def latency(self, q: float) -> float | None:
         if not self.latencies_ms:
@@ -67,8 +144,28 @@ class EvaluationResult:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q * 100) - 1]
 
 
+@dataclass
+class Progress:
+    """What keeps counting across evaluations, restarts and configuration changes."""
+
+    index: int = 0  # evaluations so far
+    records: int = 0  # outputs scored
+    pairs_seen: int = 0  # (target, prediction) pairs scored
+    high_water: InputHighWater = field(default_factory=InputHighWater)
+
+
+@dataclass
+class Views:
+    """What belongs to one configuration of metrics and detector (started afresh when it
+    changes)."""
+
+    metric_set: MetricSet
+    detector: Detector | None
+
+
 class Scorer:
-    """Everything the evaluator remembers between evaluations (metrics, detector, seen ids)."""
+    """Everything the evaluator remembers between evaluations: `views` (metrics, detector) and
+    `progress` (counters, dedup); both are plain objects the checkpoint pickles."""
 
     def __init__(
         self,
@@ -77,53 +174,81 @@ class Scorer:
         monitored: dict[str, str],
         view: str,
         regression: bool,
+        topic: str = "",
     ):
-        self.metric_set = metric_set
-        self.detector = detector
+        self.views = Views(metric_set, detector)
         self.monitored = monitored  # name in monitoring.props -> metric output name
         self.view = view
         self.regression = regression
-        self.seen = SeenIds()
-        self.index = 0
-        self.records = 0
-        self.pairs_seen = 0
+        self.topic = topic
+        self.progress = Progress()
+
+    @property
+    def metric_set(self) -> MetricSet:
+        return self.views.metric_set
+
+    @property
+    def detector(self) -> Detector | None:
+        return self.views.detector
+
+    @property
+    def index(self) -> int:
+        return self.progress.index
+
+    @property
+    def records(self) -> int:
+        return self.progress.records
 
     def evaluate(self, messages: Sequence[ConsumerRecord], now_ms: int) -> EvaluationResult:
-        self.index += 1
-        result = EvaluationResult(self.index, now_ms)
+        progress = self.progress
+        progress.index += 1
+        messages = in_order(messages)
+        result = EvaluationResult(progress.index, now_ms, Span.of(self.topic, messages))
         pairs = []
         for message in messages:
             try:
-                output = json.loads(message.value)
-                output_id = str(output["id"])
-            except (ValueError, KeyError, TypeError):
-                result.malformed += 1
+                output = Output.decode(message.value)
+                topic, partition, offset = parse_input_id(output.id)
+            except ValueError as error:  # pydantic's ValidationError is a ValueError
+                result.rejected.append(Rejected(message, reason_of(error)))
                 continue
-            if not self.seen.add(output_id):
+            if not progress.high_water.first_time(topic, partition, offset):
                 result.duplicates += 1
                 continue
             result.outputs.append(output)
-            targets = output.get("targets") or []
-            if targets:
-                pairs.append((targets[0], output.get("prediction")))
-            produced = (output.get("timings") or {}).get("produced")
-            if isinstance(produced, int | float):
+            if output.targets:
+                pairs.append((output.targets[0], output.prediction))
+            produced = output.timings.produced
+            if produced is not None:
                 result.latencies_ms.append(float(message.timestamp - produced))
-            version = output.get("model_version")
-            if isinstance(version, int):
-                result.model_version = max(result.model_version or 0, version)
-        self.records += len(result.outputs)
-        result.views = self.metric_set.update_batch(pairs)
-        self.pairs_seen += len(pairs)
-        window = min(self.pairs_seen, self.metric_set.window_size or 0)
-        result.pairs = {"batch": len(pairs), "cumulative": self.pairs_seen, "window": window}
-        if self.detector is not None and pairs:
-            if self.detector.wants_errors:
+            if output.model_version is not None:
+                result.model_version = max(result.model_version or 0, output.model_version)
+        progress.records += len(result.outputs)
+        metric_set, detector = self.views.metric_set, self.views.detector
+        result.views = metric_set.update_batch(pairs)
+        progress.pairs_seen += len(pairs)
+        window = min(progress.pairs_seen, metric_set.window_size or 0)
+        result.pairs = {"batch": len(pairs), "cumulative": progress.pairs_seen, "window": window}
+        if detector is not None and pairs:
+            if detector.wants_errors:
                 targets, predictions = zip(*pairs, strict=True)
                 errors = record_errors(targets, predictions, regression=self.regression)
-                result.changes = self.detector.observe_errors(self.index, now_ms, errors)
+                result.changes = detector.observe_errors(progress.index, now_ms, errors)
             else:
                 values = result.views.get(self.view, {})
                 watched = {name: values.get(metric) for name, metric in self.monitored.items()}
-                result.changes = self.detector.observe(self.index, now_ms, watched)
+                result.changes = detector.observe(progress.index, now_ms, watched)
         return result
+
+
+def reason_of(error: ValueError) -> str:
+    """A dead letter's reason: what is wrong, field by field, on one line."""
+    if isinstance(error, ValidationError):
+        problems = [
+            f"{'.'.join(map(str, detail['loc'])) or 'value'}: {detail['msg']}"
+            for detail in error.errors(include_url=False)
+        ]
+        text = "not an output: " + "; ".join(problems)
+    else:
+        text = f"not an output: id {error}"
+    return text[:MAX_REASON]

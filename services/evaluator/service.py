@@ -2,68 +2,101 @@
 with the use case's detector, asks the trainer for a retrain while an alert is active (at most
 once per alert.cooldown), and writes metrics, detections, alerts, model versions and a sample
 of predictions to Elasticsearch (visualization=true), metrics to InfluxDB and the original's
-log files. Its own consumer group; offsets committed after the InfluxDB write.
+log files. A message of outputTopic that is no valid output goes to `<outputTopic>.dlq` with
+the reason, and is counted.
+
+This module only orchestrates one evaluation: read (reading.py), write ahead, score
+(scoring.py, in a worker thread), dead letters, alerts and retrain requests, InfluxDB,
+Elasticsearch documents (documents.py), checkpoint (checkpoint.py says how a killed
+evaluator ends with exactly the values of one that never stopped), then the group's offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from services.evaluator import documents
+from services.evaluator.checkpoint import (
+    CheckpointStore,
+    EvaluatorCounters,
+    EvaluatorState,
+    Pending,
+    settings_of,
+)
 from services.evaluator.logfiles import UseCaseLogs
-from services.evaluator.scoring import EvaluationResult, Scorer, records_per_second
+from services.evaluator.reading import OutputReader
+from services.evaluator.scoring import (
+    EvaluationResult,
+    Scorer,
+    Span,
+    in_order,
+    records_per_second,
+)
 from shared.clients.influx import AioinfluxStore
-from shared.clients.kafka import commit_processed, ensure_topics, make_consumer, start_client
-from shared.clients.line_protocol import encode_point
+from shared.clients.kafka import (
+    commit_processed,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    send,
+    start_client,
+)
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.config.live import LiveConfig
 from shared.metrics.evaluation import VIEWS
 from shared.metrics.registry import build_metric, usecase_metric_set
+from shared.modelstore import ModelIntegrityError
 from shared.monitoring.detection import ChangeKind
 from shared.monitoring.factory import build_detector
 from shared.sinks.elastic import ElasticSink
-from shared.wire.store import request_training
+from shared.wire.influx import MetricsMeasurement
+from shared.wire.kafka import DeadLetter, dead_letter_topic, record_id_of
+from shared.wire.keys import UseCaseKeys
+from shared.wire.store import ModelMeta, RetrainRequest
 
 log = logging.getLogger("evaluator")
 
 REGRESSION_HINTS = ("mae", "mse", "rmse", "r2", "mape", "cmapss")
-
-
-@dataclass
-class EvaluatorCounters:
-    evaluations: int = 0
-    outputs: int = 0
-    duplicates: int = 0
-    malformed: int = 0
-    retrain_requests: int = 0
-    alerts: int = 0
+#: Outputs per evaluation unless max.poll.records says otherwise.
+MAX_RECORDS = 20000
+#: Longest wait for Elasticsearch before a checkpoint (documents of checkpointed evaluations
+#: are then written; beyond it the sink backs off and the evaluator no longer waits).
+DRAIN_S = 2.0
+#: Model versions read from the `models` stream at a time.
+MODELS_PAGE = 100
 
 
 class Evaluator:
     def __init__(self, usecase: UseCase, stop: asyncio.Event, logs_root: Path = Path("logs")):
         self.usecase = usecase
         self.stop = stop
-        self.counters = EvaluatorCounters()
-        self.scorer = self._scorer(usecase)
-        self.cooldown_s = self._cooldown_s(usecase)
-        self.last_request = float("-inf")
-        self.alert_active = False
+        self.keys = UseCaseKeys(usecase.name)
+        self.measurement = MetricsMeasurement(usecase.name)
         self.live = LiveConfig(usecase)
         self.logs = UseCaseLogs(logs_root, usecase.name)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"evaluator-{usecase.name}")
-        self.sample = random.Random(usecase.name)
-        self.models_cursor = "0"
+        self.scorer = self._scorer(usecase)
+        self.state = EvaluatorState(settings_of(usecase), self.scorer.views, self.scorer.progress)
+        self.state.sample.seed(usecase.name)
         self.elastic: ElasticSink | None = None  # when visualization=true
-        self.previous_batch_ms: int | None = None  # time of the last batch document
+        self.pending: Pending | None = None  # an evaluation to replay exactly
+        # the batch wait; readingTimeInterval cannot change at run time
+        self.wait_ms = max(usecase.streaming.reading_time_interval, 200)
+        self.sealable = True  # False once the state failed to pickle (said once)
+
+    @property
+    def counters(self) -> EvaluatorCounters:
+        return self.state.counters
 
     @staticmethod
     def _scorer(usecase: UseCase) -> Scorer:
@@ -78,33 +111,46 @@ class Evaluator:
         metrics = metric_set.templates
         regression = any(metric.name.startswith(REGRESSION_HINTS) for metric in metrics)
         view = monitoring.view if monitoring else "batch"
-        return Scorer(metric_set, detector, monitored, view, regression)
+        topic = usecase.streaming.output_topic
+        return Scorer(metric_set, detector, monitored, view, regression, topic)
 
-    @staticmethod
-    def _cooldown_s(usecase: UseCase) -> float:
-        return (usecase.monitoring.alert_cooldown if usecase.monitoring else 60000) / 1000
+    @property
+    def cooldown_ms(self) -> int:
+        return self.usecase.monitoring.alert_cooldown if self.usecase.monitoring else 60000
+
+    def _configure(self, usecase: UseCase) -> bool:
+        """Use `usecase`'s settings; True when they start the views and the detector afresh
+        (their state belongs to the old settings); progress and counters go on."""
+        self.usecase = usecase
+        settings = settings_of(usecase)
+        if settings == self.state.settings:
+            return False
+        progress = self.scorer.progress
+        self.scorer = self._scorer(usecase)
+        self.scorer.progress = progress
+        self.state.settings, self.state.views = settings, self.scorer.views
+        self.state.alert_active = False
+        self.state.detection_offsets.clear()
+        return True
 
     async def _follow_config(self) -> None:
-        """Run-time overrides: a change of metrics or detector settings starts fresh views and
-        a fresh detector (their state belongs to the old settings); evaluation numbers go on."""
+        """Run-time overrides (shared.config.live)."""
         if not await self.live.refresh(self.redis):
             return
-        old, new = self.usecase, self.live.current
-        self.usecase = new
-        self.cooldown_s = self._cooldown_s(new)
-        if (old.algs, old.monitoring) != (new.algs, new.monitoring):
-            index, records, pairs = self.scorer.index, self.scorer.records, self.scorer.pairs_seen
-            self.scorer = self._scorer(new)
-            self.scorer.index, self.scorer.records, self.scorer.pairs_seen = index, records, pairs
-            self.alert_active = False
+        self._configure(self.live.current)
         self.logs.write("infoLog", f"configuration changed: {self.live.overrides}")
-        log.info("configuration changed", extra={"usecase": new.name, **self.live.overrides})
+        log.info(
+            "configuration changed", extra={"usecase": self.usecase.name, **self.live.overrides}
+        )
 
     async def run(self) -> EvaluatorCounters:
         usecase, streaming = self.usecase, self.usecase.streaming
         bootstrap = usecase.bootstrap_servers
+        output_topic = streaming.output_topic
         await ensure_topics(
-            bootstrap, [streaming.output_topic], partitions=usecase.topic_partitions
+            bootstrap,
+            [output_topic, dead_letter_topic(output_topic)],
+            partitions=usecase.topic_partitions,
         )
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.logs.close)
@@ -121,44 +167,202 @@ class Evaluator:
                 self.elastic = ElasticSink.connect(usecase.connections)
                 await self.elastic.start()
                 stack.push_async_callback(self.elastic.close)
+            await self.live.refresh(self.redis, force=True)
+            self._configure(self.live.current)
+            await self._resume()
+            producer = make_producer(bootstrap)  # dead letters
+            await start_client(producer, bootstrap)
+            stack.push_async_callback(producer.stop)
             consumer = make_consumer(
-                bootstrap, f"streamer-evaluator-{usecase.name}", streaming.output_topic
+                bootstrap, f"streamer-evaluator-{usecase.name}", isolation_level="read_committed"
             )
             await start_client(consumer, bootstrap)
             stack.push_async_callback(consumer.stop)
-            log.info("evaluator started", extra={"usecase": usecase.name})
-            await self._consume(consumer)
+            reader = OutputReader(
+                consumer,
+                output_topic,
+                max_records=streaming.max_poll_records or MAX_RECORDS,
+                wait_ms=self.wait_ms,
+                stop=self.stop,
+            )
+            await reader.assign(await producer.partitions_for(output_topic), self.state.offsets)
+            log.info(
+                "evaluator started",
+                extra={"usecase": usecase.name, "evaluation": self.scorer.index},
+            )
+            await self._consume(reader, producer)
         log.info("evaluator stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
         return self.counters
 
-    async def _consume(self, consumer) -> None:
-        wait_ms = max(self.usecase.streaming.reading_time_interval, 200)
+    # ---- restart ---------------------------------------------------------------------------
+
+    async def _resume(self) -> None:
+        """Take the checkpoint over and continue from the state it holds, if any."""
+        secret = self.usecase.connections.model_secret
+        key = secret.get_secret_value().encode() if secret and secret.get_secret_value() else None
+        self.checkpoints = CheckpointStore(self.redis, self.usecase.name, key)
+        if key is None:
+            log.warning(
+                "STREAMER_MODEL_SECRET is not set: no checkpoint (a restarted evaluator scores "
+                "outputTopic again from its beginning)",
+                extra={"usecase": self.usecase.name},
+            )
+        claimed = await self.checkpoints.claim()
+        if claimed is None:
+            return
+        evaluation, sealed, pending = claimed
         loop = asyncio.get_running_loop()
+        try:
+            saved = await loop.run_in_executor(
+                self.executor, self.checkpoints.unseal, evaluation, sealed
+            )
+        except (ModelIntegrityError, ValueError, TypeError, AttributeError, ImportError) as error:
+            log.warning(
+                "the checkpoint cannot be used: scoring outputTopic again from its beginning",
+                extra={"usecase": self.usecase.name, "error": f"{type(error).__name__}: {error}"},
+            )
+            return
+        fresh_views = self.scorer.views
+        self.state = saved
+        self.scorer.progress = saved.progress
+        if saved.settings == settings_of(self.usecase):
+            self.scorer.views = saved.views
+        else:
+            log.warning(
+                "metrics or monitoring settings changed since the checkpoint: their views and "
+                "the detector start afresh",
+                extra={"usecase": self.usecase.name},
+            )
+            saved.settings, saved.views = settings_of(self.usecase), fresh_views
+            saved.alert_active = False
+            saved.detection_offsets.clear()
+        if pending is not None and pending.evaluation == saved.progress.index + 1:
+            self.pending = pending
+        log.info(
+            "resumed from the checkpoint",
+            extra={
+                "usecase": self.usecase.name,
+                "evaluation": saved.progress.index,
+                "offsets": saved.offsets,
+                "replaying": self.pending is not None,
+            },
+        )
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    async def _consume(self, reader: OutputReader, producer: AIOKafkaProducer) -> None:
         while not self.stop.is_set():
-            batch = await consumer.getmany(timeout_ms=wait_ms, max_records=20000)
-            messages = [message for part in batch.values() for message in part]
+            if self.pending is not None:
+                messages = await reader.replay(self.pending)
+            else:
+                messages = await reader.next_batch()
             await self._follow_config()
             await self._index_new_models()
-            if not messages:
-                continue
-            now_ms = int(time.time() * 1000)
-            result = await loop.run_in_executor(
-                self.executor, self.scorer.evaluate, messages, now_ms
-            )
-            await self._react(result)
-            await self._write(result)
-            await commit_processed(consumer, messages)
-            counters = self.counters
-            counters.evaluations += 1
-            counters.outputs += len(result.outputs)
-            counters.duplicates += result.duplicates
-            counters.malformed += result.malformed
+            if messages:
+                await self._evaluate(reader.consumer, producer, messages)
 
-    async def _react(self, result: EvaluationResult) -> None:
-        """Alerts start/stop; while one is active, ask for a retrain at most once a cooldown."""
-        detector = self.scorer.detector
-        if detector is None:
+    # ---- one evaluation --------------------------------------------------------------------
+
+    async def _evaluate(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, messages: list[ConsumerRecord]
+    ) -> None:
+        messages = in_order(messages)
+        pending = self.pending
+        if pending is None:
+            span = Span.of(self.usecase.streaming.output_topic, messages)
+            pending = Pending(self.scorer.index + 1, int(time.time() * 1000), span.ends)
+            await self.checkpoints.announce(pending)
+        self.pending = None
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            self.executor, self.scorer.evaluate, messages, pending.time_ms
+        )
+        await self._dead_letters(producer, result)
+        started_at = self._track_detections(result)
+        request = self._react(result)
+        await self._write(result, started_at)
+        state = self.state
+        state.offsets.update(result.span.next_offsets())
+        counters = state.counters
+        counters.evaluations += 1
+        counters.outputs += len(result.outputs)
+        counters.duplicates += result.duplicates
+        counters.malformed += result.malformed
+        sealed = await self._seal()
+        if self.elastic is not None:
+            await self.elastic.drain(DRAIN_S)
+        await self.checkpoints.save(result.index, sealed, request)
+        await commit_processed(consumer, messages)
+
+    async def _seal(self) -> bytes | None:
+        """The signed state, or None when there is no checkpoint to write."""
+        if not self.checkpoints.enabled:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            sealed = await loop.run_in_executor(self.executor, self.checkpoints.seal, self.state)
+        except Exception as error:  # e.g. a metric of metrics.py that does not pickle
+            if self.sealable:
+                log.error(
+                    "the evaluator state cannot be checkpointed: a restart will score "
+                    "outputTopic again from its beginning",
+                    extra={
+                        "usecase": self.usecase.name,
+                        "error": f"{type(error).__name__}: {error}",
+                    },
+                )
+            self.sealable = False
+            return None
+        self.sealable = True
+        return sealed
+
+    async def _dead_letters(self, producer: AIOKafkaProducer, result: EvaluationResult) -> None:
+        """Messages that are no valid output, with the reason, to `<outputTopic>.dlq`."""
+        if not result.rejected:
             return
+        topic = dead_letter_topic(self.usecase.streaming.output_topic)
+        for rejected in result.rejected:
+            message = rejected.message
+            letter = DeadLetter(
+                error=rejected.reason,
+                source_topic=message.topic,
+                source_partition=message.partition,
+                source_offset=message.offset,
+                usecase=self.usecase.name,
+                record_id=record_id_of(message.headers),
+            )
+            await send(
+                producer, topic, message.value or b"", key=message.key, headers=letter.headers()
+            )
+        first = result.rejected[0]
+        self.logs.write(
+            "errorLog",
+            f"({result.index}) {result.malformed} malformed outputs sent to {topic}; first, at "
+            f"{first.message.partition}:{first.message.offset}: {first.reason}",
+            logging.ERROR,
+        )
+
+    def _track_detections(self, result: EvaluationResult) -> list[Span]:
+        """Where each changed detection started (its identity in Elasticsearch): the
+        evaluation that reports it started, remembered until it stops."""
+        started_at = []
+        offsets = self.state.detection_offsets
+        for change in result.changes:
+            detection_id = change.detection.id
+            if change.kind is ChangeKind.STARTED:
+                offsets[detection_id] = result.span.text
+            text = offsets.get(detection_id, result.span.text)  # unknown: started here
+            if change.kind is ChangeKind.STOPPED:
+                offsets.pop(detection_id, None)
+            started_at.append(Span.parse(result.span.topic, text))
+        return started_at
+
+    def _react(self, result: EvaluationResult) -> RetrainRequest | None:
+        """Alerts start/stop; while one is active, ask for a retrain at most once a cooldown
+        (returned: it is written with the checkpoint)."""
+        detector, state = self.scorer.detector, self.state
+        if detector is None:
+            return None
         for change in result.changes:
             detection = change.detection
             text = (
@@ -169,189 +373,109 @@ class Evaluator:
             self.logs.write("infoLog", text)
         active = detector.alert
         metrics = sorted(detector.ongoing())
-        if active != self.alert_active:
-            self.alert_active = active
-            state = "started" if active else "stopped"
-            self.counters.alerts += int(active)
-            self.logs.write("infoLog", f"({result.index}) ALERT {state}: {', '.join(metrics)}")
-            log.warning(f"alert {state}", extra={"usecase": self.usecase.name, "metrics": metrics})
-        requested = False
-        cooled = time.monotonic() - self.last_request >= self.cooldown_s
+        if active != state.alert_active:
+            state.alert_active = active
+            status = "started" if active else "stopped"
+            state.counters.alerts += int(active)
+            self.logs.write("infoLog", f"({result.index}) ALERT {status}: {', '.join(metrics)}")
+            log.warning(f"alert {status}", extra={"usecase": self.usecase.name, "metrics": metrics})
+        request = None
+        last = state.last_request_ms
+        cooled = last is None or result.time_ms - last >= self.cooldown_ms
         if active and cooled and self.usecase.streaming.online_train:
-            await request_training(
-                self.redis,
-                self.usecase.name,
-                f"alert: {', '.join(metrics)}",
-                "evaluator",
-                evaluation=result.index,
-                records_scored=self.scorer.records,
+            request = RetrainRequest(
+                reason=f"alert: {', '.join(metrics)}",
+                by="evaluator",
+                evaluation=str(result.index),
+                records_scored=str(self.scorer.records),
             )
-            self.last_request = time.monotonic()
-            self.counters.retrain_requests += 1
-            requested = True
+            state.last_request_ms = result.time_ms
+            state.counters.retrain_requests += 1
             self.logs.write("infoLog", f"({result.index}) retrain requested")
         if self.elastic is not None and (
-            requested or any(change.kind is not ChangeKind.UPDATED for change in result.changes)
+            request is not None
+            or any(change.kind is not ChangeKind.UPDATED for change in result.changes)
         ):
             self.elastic.add(
                 "alerts",
-                f"{self.usecase.name}:{result.index}:{'started' if active else 'stopped'}",
-                {
-                    "@timestamp": result.time_ms,
-                    "usecase": self.usecase.name,
-                    "state": "started" if active else "stopped",
-                    "metrics": metrics,
-                    "evaluation": result.index,
-                    "retrain_requested": requested,
-                    "detection_ids": [d.id for d in detector.ongoing().values()],
-                },
+                None,
+                documents.alert_document(
+                    self.usecase.name,
+                    result,
+                    active=active,
+                    metrics=metrics,
+                    retrain_requested=request is not None,
+                    detection_ids=[d.id for d in detector.ongoing().values()],
+                ),
             )
+        return request
 
-    async def _write(self, result: EvaluationResult) -> None:
-        name = self.usecase.name
+    async def _write(self, result: EvaluationResult, started_at: list[Span]) -> None:
         points = []
         for view in VIEWS:
             for metric, value in result.views.get(view, {}).items():
-                line = f"({result.index}) [{view}] {metric} = {_fmt(value)}"
-                self.logs.write("metricsLog", line)
+                self.logs.write("metricsLog", f"({result.index}) [{view}] {metric} = {_fmt(value)}")
                 if value is not None:
                     points.append(
-                        encode_point(
-                            f"{name}_metrics",
-                            {"view": view, "metric": metric},
-                            {"value": float(value), "evaluation": result.index},
-                            result.time_ms * 1_000_000,
-                        )
+                        self.measurement.point(view, metric, value, result.index, result.time_ms)
                     )
         await self.influx.write_lines(points)
-        if self.elastic is not None:
-            self._index(result)
-
-    def _index(self, result: EvaluationResult) -> None:
-        sink, name = self.elastic, self.usecase.name
-        assert sink is not None
-        for view in VIEWS:
-            for metric, value in result.views.get(view, {}).items():
-                document: dict[str, Any] = {
-                    "@timestamp": result.time_ms,
-                    "usecase": name,
-                    "view": view,
-                    "evaluation": result.index,
-                    "metric": metric,
-                    "defined": value is not None,
-                    "pairs": result.pairs.get(view, 0),
-                }
-                if value is not None:
-                    document["value"] = float(value)
-                sink.add("metrics", f"{name}:{view}:{result.index}:{metric}", document)
-        first_window_s = max(self.usecase.streaming.reading_time_interval, 200) / 1000
+        first_window_s = self.wait_ms / 1000
         rate = records_per_second(
-            len(result.outputs), result.time_ms, self.previous_batch_ms, first_window_s
+            len(result.outputs), result.time_ms, self.state.previous_batch_ms, first_window_s
         )
-        self.previous_batch_ms = result.time_ms
-        batch: dict[str, Any] = {
-            "@timestamp": result.time_ms,
-            "usecase": name,
-            "evaluation": result.index,
-            "records": len(result.outputs),
-            "duplicates": result.duplicates,
-            "records_per_s": rate,
-            "alert": self.alert_active,
-        }
-        for key, q in (("latency_ms_p50", 0.5), ("latency_ms_p95", 0.95)):
-            value = result.latency(q)
-            if value is not None:
-                batch[key] = value
-        if result.latencies_ms:
-            batch["latency_ms_max"] = max(result.latencies_ms)
-        if result.model_version is not None:
-            batch["model_version"] = result.model_version
-        sink.add("batches", f"{name}:{result.index}", batch)
-        for change in result.changes:
-            detection = change.detection
-            document = {
-                "@timestamp": detection.start_time_ms or result.time_ms,
-                "usecase": name,
-                "detection_id": detection.id,
-                "metric": detection.metric,
-                "detector": detection.detector,
-                "start": detection.start,
-                "touched": detection.touched,
-                "active": detection.ongoing,
-                "magnitude": detection.magnitude,
-            }
-            for key, value in (
-                ("stop", detection.stop),
-                ("start_time", detection.start_time_ms),
-                ("touched_time", detection.touched_time_ms),
-                ("stop_time", detection.stop_time_ms),
-            ):
-                if value is not None:
-                    document[key] = value
-            sink.add("detections", detection.id, document)
+        self.state.previous_batch_ms = result.time_ms
+        if self.elastic is not None:
+            self._index(result, rate, started_at)
+
+    def _index(
+        self, result: EvaluationResult, records_per_s: float, started_at: list[Span]
+    ) -> None:
+        sink, name, state = self.elastic, self.usecase.name, self.state
+        assert sink is not None
+        for document in documents.metric_documents(name, result):
+            sink.add("metrics", None, document)
+        sink.add(
+            "batches",
+            None,
+            documents.batch_document(name, result, records_per_s, state.alert_active),
+        )
+        for change, start in zip(result.changes, started_at, strict=True):
+            document = documents.detection_document(name, change, start, result.time_ms)
+            sink.add("detections", None, document)
         rate = self.usecase.algs.evaluation_sample
         for output in result.outputs:
-            if rate <= 0 or self.sample.random() >= rate:
-                continue
-            targets = output.get("targets") or []
-            prediction = output.get("prediction")
-            document = {
-                "@timestamp": output.get("event_time") or result.time_ms,
-                "usecase": name,
-                "output_id": output["id"],
-                "record_id": output.get("record_id"),
-                "prediction": None if prediction is None else str(prediction),
-                "target": targets[0] if targets else None,
-                "correct": bool(targets) and str(targets[0]) == str(prediction),
-            }
-            produced = (output.get("timings") or {}).get("produced")
-            predicted = (output.get("timings") or {}).get("predicted")
-            if isinstance(produced, int | float) and isinstance(predicted, int | float):
-                document["latency_ms"] = float(predicted - produced)
-            if isinstance(output.get("model_version"), int):
-                document["model_version"] = output["model_version"]
-            sink.add("predictions", str(output["id"]), document)
+            if rate > 0 and state.sample.random() < rate:
+                document = documents.prediction_document(name, output, result.time_ms)
+                sink.add("predictions", None, document)
 
     async def _index_new_models(self) -> None:
-        """Model versions published by the trainer (Redis stream) -> infoLog and Elasticsearch."""
-        key = f"streamer:{self.usecase.name}:models"
-        entries = await self.redis.xrange(key, min=f"({self.models_cursor}", count=100)
+        """Model versions published by the trainer (Redis stream) -> Elasticsearch, and the
+        infoLog for those that are not the stream's continuous versions (about one a second,
+        they would drown the log)."""
+        entries = await self.redis.xrange(
+            self.keys.models, min=f"({self.state.models_cursor}", count=MODELS_PAGE
+        )
         for entry_id, fields in entries:
-            self.models_cursor = entry_id.decode()
-            meta = {k.decode(): _json(v) for k, v in fields.items()}
-            self.logs.write(
-                "infoLog",
-                f"model version {meta.get('version')} ({meta.get('mode')}): "
-                f"{meta.get('records_learned')} records learned",
-            )
-            if self.elastic is None:
+            self.state.models_cursor = entry_id.decode()
+            try:
+                meta = ModelMeta.decode(fields)
+            except ValidationError as error:
+                self.logs.write(
+                    "errorLog",
+                    f"unreadable model version entry {entry_id!r}: {error}",
+                    logging.ERROR,
+                )
                 continue
-            document = {
-                "@timestamp": int(float(meta.get("created_at", time.time())) * 1000),
-                "usecase": self.usecase.name,
-            }
-            for field in (
-                "version",
-                "mode",
-                "reason",
-                "algorithm",
-                "records_learned",
-                "new_records",
-                "training_seconds",
-                "size_bytes",
-                "lag_ms",
-            ):
-                if meta.get(field) is not None:
-                    document[field] = meta[field]
-            self.elastic.add("models", f"{self.usecase.name}:{meta.get('version')}", document)
+            if meta.mode != "stream":
+                self.logs.write(
+                    "infoLog",
+                    f"model version {meta.version} ({meta.mode}): "
+                    f"{meta.records_learned} records learned",
+                )
+            if self.elastic is not None:
+                self.elastic.add("models", None, documents.model_document(self.usecase.name, meta))
 
 
 def _fmt(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.6g}"
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode(errors="replace")

@@ -3,29 +3,29 @@ monitored view, latencies come from the records' timings."""
 
 from __future__ import annotations
 
-import json
-
 from aiokafka.structs import ConsumerRecord
 
-from services.evaluator.scoring import Scorer, SeenIds, records_per_second
+from services.evaluator.scoring import InputHighWater, Scorer, records_per_second
 from shared.config import MonitoringConfig
 from shared.metrics.evaluation import MetricSet
 from shared.metrics.registry import build_metrics
 from shared.monitoring.factory import build_detector
+from shared.wire.kafka import Output, Timings
 
 
 def output(
     offset: int, target: str, prediction: str | None, produced: int = 1000
 ) -> ConsumerRecord:
-    value = json.dumps(
-        {
-            "id": f"in/0/{offset}",
-            "record_id": f"s:{offset}",
-            "targets": [target],
-            "prediction": prediction,
-            "model_version": 2,
-            "timings": {"produced": produced},
-        }
+    value = Output(
+        id=f"in/0/{offset}",
+        record_id=f"s:{offset}",
+        usecase="uc",
+        source="s",
+        event_time=produced,
+        targets=[target],
+        prediction=prediction,
+        model_version=2,
+        timings=Timings(produced=produced, consumed=None, predicted=None),
     ).encode()
     return ConsumerRecord("out", 0, offset, produced + 40, 0, b"k", value, None, 1, len(value), [])
 
@@ -94,11 +94,12 @@ def test_the_detector_watches_the_monitored_metric_and_alerts_after_robustness()
     assert [c.kind.value for c in stopped] == ["stopped"] and not detector.alert
 
 
-def test_seen_ids_are_bounded():
-    seen = SeenIds(capacity=2)
-    assert seen.add("a") and seen.add("b") and not seen.add("a")
-    assert seen.add("c")  # "a" forgotten
-    assert seen.add("a")
+def test_a_replayed_output_is_recognised_by_its_input_partition_high_water_mark():
+    seen = InputHighWater()
+    assert seen.first_time("in", 0, 5) and seen.first_time("in", 1, 2)
+    assert not seen.first_time("in", 0, 5) and not seen.first_time("in", 0, 3)
+    assert seen.first_time("in", 0, 6) and seen.first_time("other", 0, 0)
+    assert seen.marks == {"in/0": 6, "in/1": 2, "other/0": 0}
 
 
 def test_throughput_is_measured_between_evaluations_not_assumed_from_the_batch_wait():
