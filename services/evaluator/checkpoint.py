@@ -247,5 +247,5 @@ class CheckpointStore:
         if not await self._write(keys=[self.key, self.requests_key], args=args):
             raise EvaluatorReplacedError(
                 f"{self.usecase}: another evaluator started and owns the checkpoint "
-                f"({self.key}); this one stops"
+                f"({self.key}), or the key was deleted; this one stops"
             )
