@@ -8,7 +8,9 @@ with the reason; the launcher sends such lines to the dead-letter topic and goes
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
+from operator import call
 from typing import ClassVar, Self
 
 from shared.errors import StreamerError
@@ -58,26 +60,29 @@ class TimeRecord:
         return fields
 
     def fill(self, line: str) -> None:
-        """Populate the record from a raw line (names from `headers`, else value1..n)."""
+        """Populate the record from a raw line (names from `headers`, else value1..n).
+
+        On the hot path of both the launcher and the trainer: the columns are converted by one
+        C-level map and checked finite by one sum (an infinity or NaN makes it non-finite),
+        and only a line that fails is walked column by column, to name the culprit."""
         fields = self.split(line)
-        plan = self._plan(len(fields))
-        values, targets = self.values, self.targets
+        columns = self._columns(len(fields))
         try:
-            for (name, kind), field in zip(plan, fields, strict=True):
-                if kind is _NUMBER:
-                    values[name] = float(field)
-                elif kind is _TARGET:
-                    targets.append(field)
-                else:
-                    values[name] = field
+            converted: list[Value] | None = list(map(call, columns.converters, fields))
         except ValueError:
-            pass  # re-checked below to name the culprit
-        else:
-            if all(value - value == 0 for value in values.values() if type(value) is float):
-                return
-        for (name, kind), field in zip(plan, fields, strict=True):
-            if kind is _NUMBER:
-                to_number(name, field)  # raises RecordError with the column and its text
+            converted = None
+        if converted is not None:
+            total = sum([converted[index] for index in columns.numbers])  # type: ignore[misc]
+            if total - total != 0:  # a NaN or an infinity (or finite numbers that overflow)
+                converted = None
+        if converted is None:
+            names = self._plan(len(fields))
+            converted = [
+                to_number(name, field) if kind is _NUMBER else field
+                for (name, kind), field in zip(names, fields, strict=True)
+            ]  # raises RecordError naming the column and its text
+        self.values.update(zip(columns.names, [converted[i] for i in columns.values], strict=True))
+        self.targets.extend([converted[i] for i in columns.targets])  # type: ignore[misc]
 
     @classmethod
     def _plan(cls, width: int) -> tuple[tuple[str, object], ...]:
@@ -102,8 +107,39 @@ class TimeRecord:
             )
         return plan
 
+    @classmethod
+    def _columns(cls, width: int) -> _Columns:
+        """How to read a line of `width` fields, computed once per class and width."""
+        cache = cls.__dict__.get("_column_cache")
+        if cache is None:
+            cache = {}
+            setattr(cls, "_column_cache", cache)  # noqa: B010 - per class, not inherited
+        columns = cache.get(width)
+        if columns is None:
+            plan = cls._plan(width)
+            columns = cache[width] = _Columns(
+                converters=tuple(float if kind is _NUMBER else str for _, kind in plan),
+                names=tuple(name for name, kind in plan if kind is not _TARGET),
+                values=tuple(i for i, (_, kind) in enumerate(plan) if kind is not _TARGET),
+                numbers=tuple(i for i, (_, kind) in enumerate(plan) if kind is _NUMBER),
+                targets=tuple(i for i, (_, kind) in enumerate(plan) if kind is _TARGET),
+            )
+        return columns
+
 
 _NUMBER, _CATEGORY, _TARGET = object(), object(), object()
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Per column a converter (float or str), and which columns are values (with their
+    names), numbers and targets."""
+
+    converters: tuple[type, ...]
+    names: tuple[str, ...]
+    values: tuple[int, ...]
+    numbers: tuple[int, ...]
+    targets: tuple[int, ...]
 
 
 def to_number(name: str, field: str) -> float:
