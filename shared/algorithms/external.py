@@ -55,6 +55,7 @@ from redis.exceptions import LockError
 
 from shared.algorithms.base import Algorithm, Features
 from shared.errors import StreamerError
+from shared.wire.keys import ExternalScriptKeys, UseCaseKeys
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,11 @@ class ExternalAlgorithm(Algorithm):
         if redis_url is not None:
             self._address()  # fail at build time on a URL the scripts cannot use
 
+    @property
+    def keys(self) -> ExternalScriptKeys:
+        """The protocol's key names for this use case (derived, so never pickled)."""
+        return ExternalScriptKeys(self.id)
+
     # -- pickling: a handle without connection or credentials ------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
@@ -197,8 +203,8 @@ class ExternalAlgorithm(Algorithm):
         with self._phase_lock(client, "test"):
             self._write(client, "datatest", records, targets, clear_outputs=True)
             self._run("test", self.test_command)
-            outputs = client.lrange(f"outputs{self.id}", 0, -1)
-            separator = client.get(f"separator{self.id}")
+            outputs = client.lrange(self.keys.outputs, 0, -1)
+            separator = client.get(self.keys.separator)
         if len(outputs) != len(xs):
             log.warning(
                 "%s: the test command stored %d outputs for %d records: no predictions",
@@ -216,7 +222,7 @@ class ExternalAlgorithm(Algorithm):
             "train": self.train_command,
             "test": self.test_command,
             "timeout_s": self.timeout,
-            "model_key": f"{self.id}model",
+            "model_key": self.keys.model,
         }
 
     # -- Redis -----------------------------------------------------------------------------
@@ -264,7 +270,7 @@ class ExternalAlgorithm(Algorithm):
     @contextlib.contextmanager
     def _phase_lock(self, client: redis.Redis, phase: str) -> Iterator[None]:
         """One train (or test) per use case at a time, across processes: they share the keys."""
-        name = f"streamer:{self.id}:external:{phase}:lock"
+        name = UseCaseKeys(self.id).external_lock(phase)
         lock = client.lock(name, timeout=self.timeout + 60, thread_local=False)
         if not lock.acquire(blocking_timeout=self.timeout + 60):
             raise StreamerError(f"{self.id}: Redis lock {name} still held after the timeout")
@@ -282,11 +288,11 @@ class ExternalAlgorithm(Algorithm):
         targets: list[str],
         clear_outputs: bool,
     ) -> None:
-        data_key, target_key = f"{tag}{self.id}", f"{tag}{self.id}target"
+        data_key, target_key = self.keys.data(tag), self.keys.targets(tag)
         pipe = client.pipeline(transaction=True)
         pipe.delete(data_key, target_key)
         if clear_outputs:
-            pipe.delete(f"outputs{self.id}")
+            pipe.delete(self.keys.outputs)
         for start in range(0, len(records), CHUNK):
             pipe.rpush(data_key, *records[start : start + CHUNK])
         for start in range(0, len(targets), CHUNK):

@@ -3,7 +3,7 @@
 The API validates a change with the same pydantic models as the props files, stores it in the
 Redis hash `streamer:<usecase>:config:overrides` and appends it to the audit stream; every
 service re-reads the hash every few seconds (`LiveConfig.refresh`) and continues with the new
-values, without a restart. Key names: docs/wire-format.md.
+values, without a restart. Key names: shared/wire/keys.py (docs/wire-format.md).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from shared.config.models import AlgsConfig, MonitoringConfig, StreamingConfig
 from shared.config.usecase import UseCase
 from shared.errors import ConfigError, ConfigIssue
+from shared.wire.keys import UseCaseKeys
 
 # key -> the props file it belongs to
 MUTABLE_KEYS: dict[str, str] = {
@@ -47,14 +48,6 @@ MUTABLE_KEYS: dict[str, str] = {
 }
 REFRESH_S = 2.0
 _MODELS = {"streaming": StreamingConfig, "algs": AlgsConfig, "monitoring": MonitoringConfig}
-
-
-def overrides_key(usecase: str) -> str:
-    return f"streamer:{usecase}:config:overrides"
-
-
-def audit_key(usecase: str) -> str:
-    return f"streamer:{usecase}:config:audit"
 
 
 def apply_overrides(base: UseCase, overrides: dict[str, str]) -> UseCase:
@@ -97,7 +90,7 @@ def _issue(base: UseCase, key: str, reason: str) -> ConfigIssue:
 
 
 async def read_overrides(redis: Redis, usecase: str) -> dict[str, str]:
-    raw = await redis.hgetall(overrides_key(usecase))
+    raw = await redis.hgetall(UseCaseKeys(usecase).config_overrides)
     return {key.decode(): value.decode() for key, value in raw.items()}
 
 
@@ -108,11 +101,11 @@ async def change_config(redis: Redis, base: UseCase, changes: dict[str, str], wh
     updated = apply_overrides(base, merged)  # raises ConfigError: nothing is stored
     resolved_before = apply_overrides(base, current).resolved()
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(overrides_key(base.name), mapping=changes)
+        pipe.hset(UseCaseKeys(base.name).config_overrides, mapping=changes)
         for key, new in changes.items():
             old = current.get(key, _props_value(resolved_before, key))
             pipe.xadd(
-                audit_key(base.name),
+                UseCaseKeys(base.name).config_audit,
                 {"who": who, "at": str(time.time()), "key": key, "old": str(old), "new": new},
                 maxlen=10000,
                 approximate=True,

@@ -104,6 +104,39 @@ class UseCaseKeys:
         return self.prefix + "config:audit"
 
 
+@dataclass(frozen=True)
+class ExternalScriptKeys:
+    """The keys of the original STREAMER's protocol with external train/test scripts
+    (shared/algorithms/external.py): the scripts know these names, so they keep the
+    original's shape, `<name><id>` without the `streamer:` prefix, in database 0."""
+
+    id: str
+
+    def data(self, phase: str) -> str:
+        """List: the records of a phase (`datatrain` or `datatest`), one
+        `<timestamp>;<v1> <v2> ...` each."""
+        return f"{phase}{self.id}"
+
+    def targets(self, phase: str) -> str:
+        """List: the records' targets, in the same order."""
+        return f"{phase}{self.id}target"
+
+    @property
+    def outputs(self) -> str:
+        """List: the test script's predictions, one per record."""
+        return f"outputs{self.id}"
+
+    @property
+    def separator(self) -> str:
+        """String (optional): the regex splitting an output element (default a space)."""
+        return f"separator{self.id}"
+
+    @property
+    def model(self) -> str:
+        """Any: where the scripts keep their model (theirs to write)."""
+        return f"{self.id}model"
+
+
 def heartbeat_key(service: str, instance: str) -> str:
     """String (JSON, with TTL): the heartbeat of one service instance."""
     return f"{HEARTBEAT_PREFIX}{service}:{instance}"

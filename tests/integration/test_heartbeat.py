@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 from shared.clients.redis import connect_redis
 from shared.config import ConnectionSettings, load_usecase
-from shared.config.live import LiveConfig, audit_key, change_config
+from shared.config.live import LiveConfig, change_config
 from shared.heartbeat import STOP_WRITE_TIMEOUT_S, Heartbeat, read_heartbeats
+from shared.wire.keys import UseCaseKeys
 from tests.integration.pipeline_helpers import (
     REPO,
     kdd_slice,
@@ -85,7 +86,7 @@ async def test_changes_are_validated_stored_audited_and_seen_by_services(
         assert updated.algs.training_interval == 42
         assert await live.refresh(redis, force=True)
         assert live.current.algs.training_interval == 42
-        entries = await redis.xrange(audit_key(unique))
+        entries = await redis.xrange(UseCaseKeys(unique).config_audit)
         audit = {k.decode(): v.decode() for k, v in entries[-1][1].items()}
         assert (audit["who"], audit["key"], audit["old"], audit["new"]) == (
             "alice",
@@ -95,7 +96,7 @@ async def test_changes_are_validated_stored_audited_and_seen_by_services(
         )
         assert json.loads(audit["at"]) > 0
     finally:
-        await redis.delete(f"streamer:{unique}:config:overrides", audit_key(unique))
+        await redis.delete(UseCaseKeys(unique).config_overrides, UseCaseKeys(unique).config_audit)
         await redis.aclose()
 
 

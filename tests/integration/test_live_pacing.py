@@ -9,7 +9,8 @@ import time
 
 from shared.clients.redis import connect_redis
 from shared.config import load_usecase
-from shared.config.live import change_config, overrides_key
+from shared.config.live import change_config
+from shared.wire.keys import UseCaseKeys
 from tests.integration.pipeline_helpers import (
     REPO,
     kdd_slice,
@@ -53,7 +54,8 @@ async def test_a_faster_pace_set_at_run_time_takes_effect(
     finally:
         if producer.returncode is None:
             producer.kill()
-        await redis.delete(overrides_key(unique), f"streamer:{unique}:config:audit")
+        keys = UseCaseKeys(unique)
+        await redis.delete(keys.config_overrides, keys.config_audit)
         await redis.aclose()
     elapsed = time.monotonic() - started
     assert code == 0 and elapsed < 20, elapsed  # unchanged pacing would take ~100 s

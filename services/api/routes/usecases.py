@@ -23,15 +23,10 @@ from services.api.models import (
     UseCaseSummary,
 )
 from services.api.security import DEFAULT_ACTOR, Actor, Authorized
-from shared.config.live import (
-    MUTABLE_KEYS,
-    apply_overrides,
-    audit_key,
-    change_config,
-    read_overrides,
-)
+from shared.config.live import MUTABLE_KEYS, apply_overrides, change_config, read_overrides
 from shared.config.usecase import UseCase
 from shared.errors import ConfigError
+from shared.wire.keys import UseCaseKeys
 from shared.wire.store import request_training
 
 router = APIRouter(prefix="/usecases", tags=["usecases"])
@@ -132,7 +127,7 @@ async def get_audit(
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
 ) -> AuditLog:
     """Who changed which key, when, from what to what (newest first)."""
-    raw = await redis.xrevrange(audit_key(entry.name), count=limit)
+    raw = await redis.xrevrange(UseCaseKeys(entry.name).config_audit, count=limit)
     entries = []
     for entry_id, fields in raw:
         values = {
