@@ -16,6 +16,7 @@ from rich.console import Console
 
 from shared.config import ConnectionSettings, UseCase, load_usecase
 from shared.errors import StreamerError
+from shared.health import REQUIRED_SERVICES
 from shared.logs import configure_logging
 
 app = typer.Typer(
@@ -96,7 +97,7 @@ def _check(service: str) -> None:
     from redis.exceptions import RedisError
 
     from shared.clients.redis import connect_redis
-    from shared.heartbeat import check_this_host
+    from shared.health import check_this_host
 
     async def check() -> tuple[bool, str]:
         redis = connect_redis(ConnectionSettings(), max_connections=1)
@@ -199,7 +200,7 @@ def api(
     ] = None,
     require: Annotated[
         str, typer.Option(help="Services /health requires per use case, comma-separated.")
-    ] = "launcher,trainer,evaluator",
+    ] = ",".join(REQUIRED_SERVICES),
     check: Check = False,
 ) -> None:
     """Serve health, configuration and metrics over HTTP (FastAPI). Changes need the token;

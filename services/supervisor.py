@@ -38,6 +38,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from shared.health import SERVICES
 from shared.logs import PlainFormatter
 
 log = logging.getLogger("supervisor")
@@ -45,7 +46,7 @@ log = logging.getLogger("supervisor")
 SECRET_VARIABLE = "STREAMER_MODEL_SECRET"
 # The order in which `run` stops the pipeline: upstream first, so every consumer still runs
 # while its producer drains; the api (which only observes) last. Children start in reverse.
-STOP_ORDER = ("producer", "launcher", "trainer", "evaluator", "api")
+STOP_ORDER = SERVICES
 STOP_TIMEOUT_S = 30.0
 STATUS_INTERVAL_S = 60.0
 PUMP_DRAIN_S = 5.0

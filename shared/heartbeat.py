@@ -1,12 +1,12 @@
 """Heartbeats: every service says in Redis, every few seconds, that it is alive and what it
 does. The key expires when the service stops refreshing it: a missing key means "down".
-Key and JSON format: docs/wire-format.md."""
+The key and the payload are contracts of shared/wire (keys.heartbeat_key, HeartbeatPayload);
+shared/health.py turns what is read back into the pipeline's health."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -17,18 +17,16 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.wire.heartbeat import INTERVAL_S, RUNNING, STOPPING, TTL_S, HeartbeatPayload
+from shared.wire.keys import heartbeat_key, heartbeat_pattern
+
 log = logging.getLogger(__name__)
 
-PREFIX = "streamer:heartbeat:"
-INTERVAL_S = 3.0
-TTL_S = 15
 STOP_WRITE_TIMEOUT_S = 2.0
+#: Seconds the last ("stopping") heartbeat lives.
+STOPPING_TTL_S = 5
 
 Snapshot = Callable[[], dict[str, Any]]
-
-
-def heartbeat_key(service: str, instance: str) -> str:
-    return f"{PREFIX}{service}:{instance}"
 
 
 def this_host() -> str:
@@ -63,7 +61,7 @@ class Heartbeat:
         self.instance = this_instance()
         self.key = heartbeat_key(service, self.instance)
         self.started_at = time.time()
-        self.status = "running"
+        self.status = RUNNING
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -71,22 +69,22 @@ class Heartbeat:
     def record_error(self, error: BaseException | str) -> None:
         self.last_error = str(error)[:500]
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self) -> HeartbeatPayload:
         snapshot = self.snapshot()
-        return {
-            "service": self.service,
-            "instance": self.instance,
-            "usecases": self.usecases,
-            "status": self.status,
-            "started_at": self.started_at,
-            "updated_at": time.time(),
-            "counters": snapshot.get("counters", {}),
-            "model_versions": snapshot.get("model_versions", {}),
-            "last_error": self.last_error,
-        }
+        return HeartbeatPayload(
+            service=self.service,
+            instance=self.instance,
+            usecases=self.usecases,
+            status=self.status,
+            started_at=self.started_at,
+            updated_at=time.time(),
+            counters=snapshot.get("counters", {}),
+            model_versions=snapshot.get("model_versions", {}),
+            last_error=self.last_error,
+        )
 
     async def beat(self) -> None:
-        await self.redis.set(self.key, json.dumps(self.payload(), default=str), ex=self.ttl_s)
+        await self.redis.set(self.key, self.payload().encode(), ex=self.ttl_s)
 
     async def start(self, *, wait: bool = True) -> None:
         """Beat now, then every interval_s until stop(). A Redis that does not answer does not
@@ -111,12 +109,12 @@ class Heartbeat:
             await asyncio.wait({self._task}, timeout=STOP_WRITE_TIMEOUT_S)
             if not self._task.done():
                 log.warning("heartbeat task still running after its cancellation")
-        self.status = "stopping"
+        self.status = STOPPING
         # best effort and bounded: the key expires anyway, and a Redis that does not answer
         # (the client retries with backoff) must not hold the process past its grace period
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(STOP_WRITE_TIMEOUT_S):
-                await self.redis.set(self.key, json.dumps(self.payload(), default=str), ex=5)
+                await self.redis.set(self.key, self.payload().encode(), ex=STOPPING_TTL_S)
 
     async def _run(self, first_now: bool) -> None:
         if first_now:
@@ -137,30 +135,10 @@ class Heartbeat:
             )
 
 
-async def read_heartbeats(redis: Redis, pattern: str = f"{PREFIX}*") -> list[dict[str, Any]]:
-    """Every live heartbeat whose key matches `pattern` (expired ones are gone by
-    construction)."""
-    keys = [key async for key in redis.scan_iter(match=pattern, count=500)]
-    if not keys:
-        return []
-    values = await redis.mget(keys)
-    return [json.loads(value) for value in values if value is not None]
-
-
-async def check_this_host(redis: Redis, service: str) -> tuple[bool, str]:
-    """A healthcheck (`streamer launch --check`, ...): is a `service` of this host beating?
-
-    Healthy when one of its heartbeats on this host is alive (its key has not expired) and says
-    "running"; a recorded error (say, a backing service away and retried) is shown but keeps it
-    healthy: the process works and reports. Returns (healthy, a line saying why)."""
-    beats = await read_heartbeats(redis, f"{heartbeat_key(service, this_host())}-*")
-    running = [beat for beat in beats if beat.get("status") == "running"]
-    if not running:
-        states = ", ".join(f"{b.get('instance')}: {b.get('status')}" for b in beats)
-        return False, f"{service} on {this_host()}: no running heartbeat ({states or 'none'})"
-    beat = max(running, key=lambda b: b.get("updated_at", 0))
-    age = time.time() - float(beat.get("updated_at", 0))
-    line = f"{service} {beat['instance']}: running, beat {age:.1f} s ago"
-    if beat.get("last_error"):
-        line += f"; last error: {beat['last_error']}"
-    return True, line
+async def read_heartbeats(redis: Redis, pattern: str | None = None) -> list[HeartbeatPayload]:
+    """Every live heartbeat whose key matches `pattern` (default: all; see
+    shared.wire.keys.heartbeat_pattern). Expired ones are gone by construction; a malformed
+    value (anyone can write Redis) is skipped."""
+    keys = [key async for key in redis.scan_iter(match=pattern or heartbeat_pattern(), count=500)]
+    values = await redis.mget(keys) if keys else []
+    return [beat for value in values if (beat := HeartbeatPayload.decode(value)) is not None]

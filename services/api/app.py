@@ -13,21 +13,20 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
 from services.api.catalog import Catalog
 from services.api.dashboard.router import dashboard_router
-from services.api.dependencies import DEFAULT_REQUIRED, ApiContext
+from services.api.dependencies import ApiContext
 from services.api.errors import install_error_handlers
-from services.api.health import load_heartbeats
 from services.api.prometheus import ApiMetrics, RequestMetrics, ScrapeApp
 from services.api.routes import health, observations, usecases
 from shared.clients.elastic import connect_elasticsearch
 from shared.clients.influx import AioinfluxStore
 from shared.clients.redis import connect_redis
 from shared.config.settings import ConnectionSettings
+from shared.health import REQUIRED_SERVICES, Health, read_health
 from shared.heartbeat import Heartbeat
 from shared.sinks import DEFAULT_PREFIX
 
@@ -47,7 +46,7 @@ def create_app(
     usecases_dir: Path | None = None,
     token: str | None = None,
     *,
-    required_services: Sequence[str] = DEFAULT_REQUIRED,
+    required_services: Sequence[str] = REQUIRED_SERVICES,
     health_usecases: Sequence[str] | None = None,
     heartbeat: bool = True,
     es_prefix: str = DEFAULT_PREFIX,
@@ -81,7 +80,7 @@ def create_app(
         prefix="/dashboard",
         include_in_schema=False,
     )
-    scrape = ScrapeApp(metrics, lambda: _pipeline_state(context))
+    scrape = ScrapeApp(metrics, lambda: _health(context))
     app.add_route("/metrics", scrape, include_in_schema=False)  # no redirect to /metrics/
     app.mount("/metrics", scrape)
     app.add_middleware(RequestMetrics, metrics=metrics)
@@ -112,10 +111,10 @@ def _lifespan_with(heartbeat: bool):
     return lifespan
 
 
-async def _pipeline_state(context: ApiContext) -> tuple[list[dict[str, Any]], list[str], tuple]:
+async def _health(context: ApiContext) -> Health:
     assert context.redis is not None
-    heartbeats = await load_heartbeats(context.redis)
-    return heartbeats, await context.known_usecases(), context.required_services
+    usecases = await context.known_usecases()
+    return await read_health(context.redis, usecases, context.required_services)
 
 
 def _version() -> str:

@@ -16,9 +16,8 @@ from services.api.issues import issue_model
 from shared.clients.influx import AioinfluxStore
 from shared.config.settings import ConnectionSettings
 from shared.config.usecase import UseCase
+from shared.health import REQUIRED_SERVICES
 from shared.sinks import DEFAULT_PREFIX
-
-DEFAULT_REQUIRED = ("launcher", "trainer", "evaluator")
 
 
 @dataclass
@@ -28,7 +27,7 @@ class ApiContext:
     settings: ConnectionSettings
     catalog: Catalog
     token: str | None
-    required_services: tuple[str, ...] = DEFAULT_REQUIRED
+    required_services: tuple[str, ...] = REQUIRED_SERVICES
     health_usecases: tuple[str, ...] | None = None  # None: every valid use case
     es_prefix: str = DEFAULT_PREFIX
     redis: Redis | None = None

@@ -1,9 +1,10 @@
 """What the API answers, as pydantic models: they are the OpenAPI schema clients generate from,
-so every field says what it holds."""
+so every field says what it holds. /health answers shared.health.Health, the read model that
+`streamer status` and the dashboard share."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
@@ -11,26 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 # turned into that text (`500` -> "500", `true` -> "true", `["a", "b"]` -> "a,b").
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 PropValue = Scalar | list[Scalar]
-
-
-class ServiceCheck(BaseModel):
-    """One required service of one use case, as its heartbeats show it."""
-
-    usecase: str
-    service: str
-    up: bool = Field(description="a live heartbeat with status `running` names this use case")
-    status: str | None = Field(description="`running`, `stopping`, or null without heartbeat")
-    instances: list[str] = Field(description="`<hostname>-<pid>` of each live heartbeat")
-    last_error: str | None
-    age_s: float | None = Field(description="seconds since the newest heartbeat was written")
-
-
-class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
-    required_services: list[str]
-    usecases: list[str]
-    checks: list[ServiceCheck]
-    problems: list[str] = Field(description="why the status is not ok, one line per problem")
 
 
 class Issue(BaseModel):

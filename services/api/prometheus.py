@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from services.api.health import check_health
+from shared.health import Health
 
 log = logging.getLogger("api")
 
@@ -26,17 +26,16 @@ ASGIApp = Callable[
     [dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
     Awaitable[None],
 ]
-HeartbeatSource = Callable[[], Awaitable[tuple[list[dict[str, Any]], list[str], Sequence[str]]]]
+HealthSource = Callable[[], Awaitable[Health]]
 SCRAPE_TIMEOUT_S = 5.0
 
 
 class PipelineCollector(Collector):
-    """Gauges from the last heartbeats read; `collect` must be synchronous, so the scrape app
-    refreshes `heartbeats` (awaiting Redis) just before the registry is rendered."""
+    """Gauges from the last health read (shared.health); `collect` must be synchronous, so
+    the scrape app refreshes `health` (awaiting Redis) just before the registry is rendered."""
 
     def __init__(self) -> None:
-        self.heartbeats: list[dict[str, Any]] = []
-        self.required: dict[tuple[str, str], bool] = {}
+        self.health: Health | None = None
         self.redis_up = True
 
     def collect(self) -> Iterator[Metric]:
@@ -56,33 +55,29 @@ class PipelineCollector(Collector):
             "seconds since a live service last wrote its heartbeat",
             labels=["service", "instance"],
         )
-        now = time.time()
-        for beat in self.heartbeats:
-            service, instance = beat["service"], str(beat.get("instance", "?"))
-            for usecase, values in _mapping(beat.get("counters")).items():
-                for name, value in _flatten(_mapping(values)):
-                    counters.add_metric([service, instance, str(usecase), name], value)
-            for usecase, version in _mapping(beat.get("model_versions")).items():
-                if _is_number(version):
-                    versions.add_metric([service, instance, str(usecase)], float(version))
-            if _is_number(beat.get("updated_at")):
-                age.add_metric([service, instance], max(0.0, now - float(beat["updated_at"])))
         up = GaugeMetricFamily(
             "streamer_service_up",
             "1 when a required service is up for a use case (as /health sees it)",
             labels=["service", "usecase"],
         )
-        for (service, usecase), is_up in sorted(self.required.items()):
-            up.add_metric([service, usecase], 1.0 if is_up else 0.0)
+        health = self.health
+        for found in health.instances if health else []:
+            service, instance = found.service, found.instance
+            for usecase, values in found.counters.items():
+                for name, value in _flatten(values):
+                    counters.add_metric([service, instance, usecase, name], value)
+            for usecase, version in found.model_versions.items():
+                if version is not None:
+                    versions.add_metric([service, instance, usecase], float(version))
+            age.add_metric([service, instance], found.age_s)
+        checks = sorted(health.checks if health else [], key=lambda c: (c.service, c.usecase))
+        for check in checks:
+            up.add_metric([check.service, check.usecase], 1.0 if check.up else 0.0)
         redis = GaugeMetricFamily(
             "streamer_api_redis_up", "1 when the last scrape could read the heartbeats"
         )
         redis.add_metric([], 1.0 if self.redis_up else 0.0)
         yield from (counters, versions, age, up, redis)
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _is_number(value: Any) -> bool:
@@ -154,7 +149,7 @@ class ScrapeApp:
     """The /metrics endpoint: refresh the pipeline gauges from Redis, then let prometheus_client
     render the registry. A Redis outage is reported as `streamer_api_redis_up 0`, not a 5xx."""
 
-    def __init__(self, metrics: ApiMetrics, source: HeartbeatSource) -> None:
+    def __init__(self, metrics: ApiMetrics, source: HealthSource) -> None:
         self.metrics = metrics
         self.source = source
         self.render = make_asgi_app(metrics.registry)
@@ -168,12 +163,9 @@ class ScrapeApp:
         collector = self.metrics.pipeline
         try:
             async with asyncio.timeout(SCRAPE_TIMEOUT_S):
-                heartbeats, usecases, required = await self.source()
+                collector.health = await self.source()
         except (RedisError, OSError, TimeoutError) as error:
             log.warning("heartbeats not read for /metrics", extra={"error": str(error)})
-            collector.heartbeats, collector.required, collector.redis_up = [], {}, False
+            collector.health, collector.redis_up = None, False
             return
-        health = check_health(heartbeats, usecases, required, time.time())
-        collector.heartbeats = heartbeats
-        collector.required = {(check.service, check.usecase): check.up for check in health.checks}
         collector.redis_up = True

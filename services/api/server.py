@@ -16,10 +16,10 @@ from pathlib import Path
 import uvicorn
 
 from services.api.app import create_app
-from services.api.dependencies import DEFAULT_REQUIRED
 from services.api.security import check_bind
 from shared.config.settings import ConnectionSettings
 from shared.errors import StreamerError
+from shared.health import REQUIRED_SERVICES
 from shared.runtime import stop_on_signals
 
 log = logging.getLogger("api")
@@ -39,7 +39,7 @@ async def serve(
     token: str | None,
     settings: ConnectionSettings | None = None,
     usecases_dir: Path | None = None,
-    required_services: Sequence[str] = DEFAULT_REQUIRED,
+    required_services: Sequence[str] = REQUIRED_SERVICES,
     health_usecases: Sequence[str] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; refuse (InsecureBindError, exit status 2) to listen beyond

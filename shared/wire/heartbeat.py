@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,7 +40,9 @@ class HeartbeatPayload(BaseModel):
     )
 
     def encode(self) -> str:
-        return self.model_dump_json()
+        # json.dumps, not model_dump_json: a counter of a type JSON lacks becomes its text
+        # instead of failing the beat
+        return json.dumps(self.model_dump(), default=str)
 
     @classmethod
     def decode(cls, raw: bytes | str | None) -> HeartbeatPayload | None:

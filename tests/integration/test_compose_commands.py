@@ -239,9 +239,9 @@ def stop(container: Container, timeout_s: float = 40) -> int:
 async def launcher_records(redis: Any, usecase: str, pids: set[int]) -> dict[int, int]:
     counts = {}
     for beat in await read_heartbeats(redis):
-        pid = int(beat["instance"].rsplit("-", 1)[1])
-        if beat["service"] == "launcher" and pid in pids:
-            counts[pid] = beat["counters"].get(usecase, {}).get("records", 0)
+        pid = int(beat.instance.rsplit("-", 1)[1])
+        if beat.service == "launcher" and pid in pids:
+            counts[pid] = beat.counters.get(usecase, {}).get("records", 0)
     return counts
 
 

@@ -36,8 +36,9 @@ from shared.clients.influx import AioinfluxStore
 from shared.clients.line_protocol import encode_point
 from shared.clients.redis import connect_redis
 from shared.config import ConnectionSettings
-from shared.heartbeat import Heartbeat, heartbeat_key
+from shared.heartbeat import Heartbeat
 from shared.sinks.elastic import ensure_templates
+from shared.wire.keys import heartbeat_key
 
 pytestmark = pytest.mark.integration
 

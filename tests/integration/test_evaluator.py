@@ -97,9 +97,9 @@ async def launcher_heartbeat(connections, usecase: str) -> dict:
         async with asyncio.timeout(15):
             while True:
                 for beat in await read_heartbeats(redis):
-                    done = beat["counters"].get(usecase, {}).get("outputs", 0) >= ROWS
-                    if beat["service"] == "launcher" and usecase in beat["usecases"] and done:
-                        return beat
+                    done = beat.counters.get(usecase, {}).get("outputs", 0) >= ROWS
+                    if beat.service == "launcher" and usecase in beat.usecases and done:
+                        return beat.model_dump()
                 await asyncio.sleep(0.5)
     finally:
         await redis.aclose()

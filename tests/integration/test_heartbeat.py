@@ -68,8 +68,8 @@ async def wait_for_beat(redis, usecase: str, status: str, wait_s: float) -> dict
     async with asyncio.timeout(wait_s):
         while True:
             for beat in await read_heartbeats(redis):
-                if usecase in beat["usecases"] and beat["status"] == status:
-                    return beat
+                if usecase in beat.usecases and beat.status == status:
+                    return beat.model_dump()
             await asyncio.sleep(0.2)
 
 

@@ -20,7 +20,7 @@ import pytest
 from services.supervisor import STOP_ORDER
 from services.supervisor_status import gather_health
 from shared.clients.redis import connect_redis
-from shared.heartbeat import heartbeat_key
+from shared.wire.keys import heartbeat_key
 from tests.integration.pipeline_helpers import (
     REPO,
     collect_outputs,
@@ -217,7 +217,9 @@ async def test_status_reads_the_heartbeats_from_redis_without_the_sidecar(connec
         await redis.delete(key)
         await redis.aclose()
     assert health.source == "redis" and "heartbeats read from Redis" in health.note
-    assert [hb for hb in health.heartbeats if hb.get("instance") == unique] == [beat]
+    # the rows are shared.health.InstanceHealth now: the heartbeat as written, plus up/age
+    rows = [row.model_dump(include=set(beat)) for row in health.instances if row.instance == unique]
+    assert rows == [beat]
 
 
 async def test_status_exits_1_naming_redis_when_neither_answers(tmp_path):

@@ -15,26 +15,28 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.app import create_app
 from services.api.catalog import Catalog
-from services.api.health import check_health
 from services.api.prometheus import ApiMetrics
 from services.api.routes.usecases import props_text
 from services.api.security import InsecureBindError, check_bind, is_loopback, token_matches
 from shared.config import ConnectionSettings
+from shared.health import check_health
+from shared.wire.heartbeat import HeartbeatPayload
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
 
 
 def beat(service, usecases, status="running", instance="h-1", age=1.0, error=None, **extra):
-    return {
-        "service": service,
-        "instance": instance,
-        "usecases": usecases,
-        "status": status,
-        "updated_at": NOW - age,
-        "last_error": error,
+    return HeartbeatPayload(
+        service=service,
+        instance=instance,
+        usecases=usecases,
+        status=status,
+        started_at=NOW - 60,
+        updated_at=NOW - age,
+        last_error=error,
         **extra,
-    }
+    )
 
 
 # ---- binding and tokens --------------------------------------------------------------------
@@ -234,15 +236,14 @@ async def test_catalog_reloads_a_folder_only_when_its_files_change(tmp_path):
 
 def test_pipeline_gauges_come_from_the_heartbeats():
     metrics = ApiMetrics()
-    metrics.pipeline.heartbeats = [
-        beat(
-            "launcher",
-            ["a"],
-            counters={"a": {"records_in": 10, "lag": {"p0": 3}, "note": "text", "ok": True}},
-            model_versions={"a": 4, "b": None},
-        )
-    ]
-    metrics.pipeline.required = {("launcher", "a"): True, ("trainer", "a"): False}
+    launcher = beat(
+        "launcher",
+        ["a"],
+        counters={"a": {"records_in": 10, "lag": {"p0": 3}, "note": "text", "ok": True}},
+        model_versions={"a": 4, "b": None},
+    )
+    # the launcher is up for `a`, the trainer is not
+    metrics.pipeline.health = check_health([launcher], ["a"], ["launcher", "trainer"], NOW)
     found = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())

@@ -1,5 +1,6 @@
-"""`streamer status` without services: the sidecar's /health mapped into heartbeats, the
-verdict, the table, and the HTTP fetch (a local server in a thread stands in for the sidecar)."""
+"""`streamer status` without services: the sidecar's /health (shared.health.Health) as rows,
+the verdict, the table, and the HTTP fetch (a local server in a thread stands in for the
+sidecar)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ from services.supervisor_status import (
     _fetch_with_urllib,
     fetch_health,
     health_table,
-    heartbeats_from_health,
-    missing,
+    sidecar_status,
 )
+from shared.health import InstanceHealth
+from shared.health import services_down as missing
+from shared.wire.heartbeat import HeartbeatPayload
 
 NOW = 1_000_000.0
 
 
-def beat(service: str, status: str = "running", **extra) -> dict:
-    return {
+def beat(service: str, status: str = "running", **extra) -> InstanceHealth:
+    payload = {
         "service": service,
         "instance": f"host-{service}",
         "usecases": ["kdd"],
@@ -37,6 +40,19 @@ def beat(service: str, status: str = "running", **extra) -> dict:
         "last_error": None,
         **extra,
     }
+    return InstanceHealth.of(HeartbeatPayload.model_validate(payload), NOW)
+
+
+def body(status: str = "ok", checks=(), problems=(), instances=(), required=("launcher",)) -> dict:
+    """A /health body as the sidecar answers it (shared.health.Health)."""
+    return {
+        "status": status,
+        "required_services": list(required),
+        "usecases": sorted({check["usecase"] for check in checks}),
+        "checks": list(checks),
+        "problems": list(problems),
+        "instances": [instance.model_dump(mode="json") for instance in instances],
+    }
 
 
 def render(table) -> str:
@@ -45,61 +61,53 @@ def render(table) -> str:
     return console.export_text()
 
 
-def test_the_sidecar_checks_become_one_row_per_service_instance():
-    body = {
-        "status": "unavailable",
-        "required_services": ["launcher", "trainer"],
-        "usecases": ["a", "b"],
-        "checks": [
-            {"usecase": "a", "service": "launcher", "up": True, "status": "running",
-             "instances": ["h-1"], "last_error": None, "age_s": 1.5},
-            {"usecase": "b", "service": "launcher", "up": True, "status": "running",
-             "instances": ["h-1"], "last_error": None, "age_s": 1.0},
-            {"usecase": "a", "service": "trainer", "up": False, "status": None,
-             "instances": [], "last_error": None, "age_s": None},
-            {"usecase": "b", "service": "trainer", "up": False, "status": "stopping",
-             "instances": ["h-2"], "last_error": "boom", "age_s": 4.0},
-        ],
-        "problems": ["trainer of a: no heartbeat (down or not started)"],
-    }  # fmt: skip
-    rows = heartbeats_from_health(body, now=NOW)
-    by_key = {(row["service"], row["instance"]): row for row in rows}
-    assert by_key["launcher", "h-1"]["usecases"] == ["a", "b"]
-    assert by_key["launcher", "h-1"]["status"] == "running"
-    assert by_key["launcher", "h-1"]["updated_at"] == NOW - 1.0
-    assert by_key["trainer", None]["status"] == "down"
-    assert by_key["trainer", "h-2"]["status"] == "stopping"
-    assert by_key["trainer", "h-2"]["last_error"] == "boom"
+def check(usecase, service, up, status, instances, last_error=None, age_s=None) -> dict:
+    return {"usecase": usecase, "service": service, "up": up, "status": status,
+            "instances": instances, "last_error": last_error, "age_s": age_s,
+            "model_version": None}  # fmt: skip
+
+
+# The sidecar's rows were guessed from five body shapes; they are now its response model's
+# `instances` (replaced: the tests of the checks-to-rows mapping and of the other shapes).
+def test_the_sidecar_instances_are_the_rows_and_its_checks_name_the_down_services():
+    launcher = beat("launcher", instance="h-1", usecases=["a", "b"], updated_at=NOW - 1.0)
+    trainer = beat("trainer", "stopping", instance="h-2", usecases=["b"], last_error="boom")
+    answer = Answer(
+        503,
+        body(
+            "unavailable",
+            checks=[
+                check("a", "launcher", True, "running", ["h-1"], age_s=1.5),
+                check("b", "launcher", True, "running", ["h-1"], age_s=1.0),
+                check("a", "trainer", False, None, []),
+                check("b", "trainer", False, "stopping", ["h-2"], "boom", 4.0),
+            ],
+            problems=["trainer of a: no heartbeat (down or not started)"],
+            instances=[launcher, trainer],
+            required=("launcher", "trainer"),
+        ),
+    )
+    status = sidecar_status(answer)
+    rows = status.instances
+    by_key = {(row.service, row.instance): row for row in rows}
+    assert by_key["launcher", "h-1"].usecases == ["a", "b"]
+    assert by_key["launcher", "h-1"].status == "running"
+    assert by_key["launcher", "h-1"].updated_at == NOW - 1.0
+    assert status.required == ("trainer",)  # a `down` row unless a trainer runs somewhere
+    assert by_key["trainer", "h-2"].status == "stopping"
+    assert by_key["trainer", "h-2"].last_error == "boom"
     assert missing(rows, ["launcher", "trainer"]) == ["trainer"]
+    assert not status.ok and status.note == "trainer of a: no heartbeat (down or not started)"
 
 
 @pytest.mark.parametrize(
-    "body",
-    [
-        [beat("launcher")],
-        {"heartbeats": [beat("launcher")]},
-        {"services": [beat("launcher")]},
-        {"services": {"launcher": beat("launcher")}},
-        {"services": {"launcher": [beat("launcher")]}},
-        {"services": {"launcher": {"up": True, "instances": [beat("launcher")]}}},
-    ],
+    "reply",
+    [[beat("launcher").model_dump()], {"heartbeats": []}, {"whatever": 1}, "text"],
 )
-def test_heartbeat_shaped_bodies_are_accepted_too(body):
-    (row,) = heartbeats_from_health(body)
-    assert row["service"] == "launcher" and row["status"] == "running"
-
-
-def test_a_summary_without_instances_keeps_the_service_and_its_state():
-    rows = heartbeats_from_health({"services": {"trainer": {"up": False}, "api": "running"}})
-    assert [(row["service"], row["status"]) for row in rows] == [
-        ("trainer", "down"),
-        ("api", "running"),
-    ]
-
-
-def test_an_unknown_body_gives_no_rows():
-    assert heartbeats_from_health({"whatever": 1}) == []
-    assert heartbeats_from_health("text") == []
+def test_a_body_that_is_not_the_documented_health_gives_no_rows_and_says_why(reply):
+    status = sidecar_status(Answer(200, reply))
+    assert status.instances == [] and status.ok
+    assert "not the documented Health" in status.note
 
 
 def test_a_required_service_is_up_only_with_a_running_heartbeat():
@@ -170,29 +178,29 @@ async def test_fetch_health_gives_the_answer_or_why_there_is_none(sidecar):
 async def test_the_sidecar_verdict_is_its_http_status(sidecar, monkeypatch):
     url, handler = sidecar
     handler.status = 503
-    handler.body = json.dumps({"required_services": ["launcher"], "checks": [], "problems": ["x"]})
-    handler.body = handler.body.encode()
+    handler.body = json.dumps(body("unavailable", problems=["x"])).encode()
 
     async def no_redis(settings):  # the sidecar answered: Redis is not read
         raise AssertionError("Redis read although the sidecar answered")
 
-    monkeypatch.setattr(supervisor_status, "heartbeats_from_redis", no_redis)
+    monkeypatch.setattr(supervisor_status, "instances_from_redis", no_redis)
     health = await supervisor_status.gather_health(url, settings=None)  # type: ignore[arg-type]
     assert (health.source, health.ok, health.note) == ("sidecar", False, "x")
     assert health.required == ()  # its checks already have a row per required service
-    handler.status, handler.body = 200, b'{"checks": []}'
+    handler.status, handler.body = 200, json.dumps(body()).encode()
     health = await supervisor_status.gather_health(url, settings=None)  # type: ignore[arg-type]
     assert health.ok and "checks no use case" in health.note
-    handler.status, handler.body = 200, json.dumps([beat("launcher")]).encode()
+    handler.status = 200
+    handler.body = json.dumps(body(instances=[beat("launcher")])).encode()
     health = await supervisor_status.gather_health(url, settings=None)  # type: ignore[arg-type]
-    assert health.ok and health.heartbeats[0]["service"] == "launcher"
+    assert health.ok and health.instances[0].service == "launcher"  # the documented shape
 
 
 async def test_without_the_sidecar_the_heartbeats_come_from_redis(monkeypatch):
     async def from_redis(settings):
         return [beat("launcher"), beat("trainer")]
 
-    monkeypatch.setattr(supervisor_status, "heartbeats_from_redis", from_redis)
+    monkeypatch.setattr(supervisor_status, "instances_from_redis", from_redis)
     closed = "http://127.0.0.1:9/health"  # discard port: nothing listens
     health = await supervisor_status.gather_health(closed, settings=None)  # type: ignore[arg-type]
     assert health.source == "redis" and not health.ok

@@ -39,14 +39,13 @@ from shared.clients.elastic import connect_elasticsearch
 from shared.clients.influx import AioinfluxStore
 from shared.clients.redis import connect_redis
 from shared.config.settings import ConnectionSettings
-from shared.heartbeat import TTL_S, read_heartbeats
+from shared.health import instances_of, usecase_services
+from shared.heartbeat import read_heartbeats
 from shared.sinks.elastic import DEFAULT_PREFIX
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-#: The services a running pipeline has; one without a live heartbeat is shown as down.
-PIPELINE_SERVICES = ("producer", "launcher", "trainer", "evaluator")
 VIEWS = ("batch", "cumulative", "window")
 PUSH_INTERVAL_S = 2.0
 STREAM_LIFETIME_S = 60.0
@@ -140,7 +139,7 @@ class Sources:
         heartbeats = await _guard(status, "redis", read_heartbeats(self.redis), [])
         rows = await _guard(status, "influxdb", self.influx.query("SHOW MEASUREMENTS"), [])
         configured = await asyncio.to_thread(_configured, Path(self.settings.usecases_dir))
-        live = {name for beat in heartbeats for name in beat.get("usecases") or []}
+        live = {name for beat in heartbeats for name in beat.usecases}
         with_metrics = {
             row["name"].removesuffix("_metrics")
             for row in rows
@@ -338,7 +337,8 @@ class Sources:
         for entry_id, fields in published:
             version = _json_value(fields.get(b"version", b"null"))
             events.append({"time": _stream_ms(entry_id), "kind": "model", "text": f"v{version}"})
-        services = _services(heartbeats, usecase, now_ms / 1000)
+        instances = instances_of(heartbeats, now_ms / 1000)
+        services = [row.model_dump() for row in usecase_services(instances, usecase)]
         evaluators = [s for s in services if s["service"] == "evaluator" and s["up"]]
         outputs = None  # (time of the newest beat, records scored by every evaluator)
         if evaluators:
@@ -401,50 +401,6 @@ def _configured(folder: Path) -> set[str]:
     if not folder.is_dir():
         return set()
     return {path.name for path in folder.iterdir() if path.is_dir() and any(path.glob("*.props"))}
-
-
-def _services(heartbeats: list[dict[str, Any]], usecase: str, now_s: float) -> list[dict[str, Any]]:
-    services = []
-    for beat in heartbeats:
-        usecases = beat.get("usecases") or []
-        if usecases and usecase not in usecases:
-            continue
-        age = max(0.0, now_s - float(beat.get("updated_at") or 0))
-        status = str(beat.get("status") or "unknown")
-        services.append(
-            {
-                "service": str(beat.get("service") or "?"),
-                "instance": beat.get("instance"),
-                "status": status,
-                "up": status == "running" and age <= TTL_S,
-                "age_s": round(age, 1),
-                "updated_at": beat.get("updated_at"),
-                "started_at": beat.get("started_at"),
-                "counters": (beat.get("counters") or {}).get(usecase) or {},
-                "model_version": (beat.get("model_versions") or {}).get(usecase),
-                "last_error": beat.get("last_error"),
-            }
-        )
-    present = {service["service"] for service in services}
-    for name in PIPELINE_SERVICES:
-        if name not in present:
-            services.append(
-                {
-                    "service": name,
-                    "instance": None,
-                    "status": "down",
-                    "up": False,
-                    "age_s": None,
-                    "updated_at": None,
-                    "started_at": None,
-                    "counters": {},
-                    "model_version": None,
-                    "last_error": None,
-                }
-            )
-    order = {name: index for index, name in enumerate(PIPELINE_SERVICES)}
-    services.sort(key=lambda s: (order.get(s["service"], len(order)), s["instance"] or ""))
-    return services
 
 
 def _usecase_since(usecase: str, start_ms: int) -> dict[str, Any]:

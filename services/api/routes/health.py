@@ -4,7 +4,6 @@ what is missing. Open and minimal: orchestrators probe it often and hold no toke
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -12,8 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.api.dependencies import Context
-from services.api.health import check_health, load_heartbeats
-from services.api.models import Health
+from shared.health import Health, read_health, unreadable
 
 router = APIRouter(tags=["health"])
 REDIS_WAIT_S = 3.0  # a probe must answer quickly, even when Redis does not
@@ -39,23 +37,15 @@ async def health(
     required_services: Names = None,
     usecase: Names = None,
 ) -> Health:
-    """Per use case and required service, what the heartbeats say."""
+    """Per use case and required service, what the heartbeats say; and every live instance."""
     required = _split(required_services) or list(context.required_services)
     usecases = _split(usecase) or await context.known_usecases()
     assert context.redis is not None
     try:
         async with asyncio.timeout(REDIS_WAIT_S):
-            heartbeats = await load_heartbeats(context.redis)
+            result = await read_health(context.redis, usecases, required)
     except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as error:
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return Health(
-            status="unavailable",
-            required_services=required,
-            usecases=usecases,
-            checks=[],
-            problems=[f"Redis is not reachable, heartbeats unknown: {error or 'timeout'}"],
-        )
-    result = check_health(heartbeats, usecases, required, time.time())
+        result = unreadable(usecases, required, str(error) or "timeout")
     if result.status != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return result

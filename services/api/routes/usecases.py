@@ -4,13 +4,13 @@ Redis, audited), and retrain requests. Changing endpoints and the audit log need
 from __future__ import annotations
 
 import math
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, status
 from redis.asyncio import Redis
 
 from services.api.dependencies import Context, KnownEntry, RedisClient, ValidUseCase
-from services.api.health import load_heartbeats, model_version_of, services_of
 from services.api.issues import body_error, issue_model, unprocessable
 from services.api.models import (
     AuditEntry,
@@ -26,6 +26,8 @@ from services.api.security import DEFAULT_ACTOR, Actor, Authorized
 from shared.config.live import MUTABLE_KEYS, apply_overrides, change_config, read_overrides
 from shared.config.usecase import UseCase
 from shared.errors import ConfigError
+from shared.health import instances_of, model_version_of, services_of
+from shared.heartbeat import read_heartbeats
 from shared.wire.keys import UseCaseKeys
 from shared.wire.store import request_training
 
@@ -50,15 +52,15 @@ Changes = Annotated[
 async def list_usecases(context: Context) -> UseCaseList:
     """Every use-case folder, whether it is valid, and which services run for it."""
     assert context.redis is not None
-    heartbeats = await load_heartbeats(context.redis)
+    instances = instances_of(await read_heartbeats(context.redis), time.time())
     summaries = [
         UseCaseSummary(
             name=entry.name,
             valid=entry.valid,
             errors=[issue_model(issue, entry.folder) for issue in entry.issues],
             warnings=list(entry.usecase.warnings) if entry.usecase else [],
-            services=services_of(heartbeats, entry.name),
-            model_version=model_version_of(heartbeats, entry.name),
+            services=services_of(instances, entry.name),
+            model_version=model_version_of(instances, entry.name),
         )
         for entry in await context.catalog.entries()
     ]
