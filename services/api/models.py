@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from shared.wire.store import ModelMeta
+
 # A props value in a PATCH body: text as in a props file, or a JSON number/bool/list that is
 # turned into that text (`500` -> "500", `true` -> "true", `["a", "b"]` -> "a,b").
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
@@ -133,24 +135,7 @@ class Alerts(BaseModel):
     detections: list[DetectionDocument] = Field(description="newest first")
 
 
-class ModelInfo(BaseModel):
-    """One published model version; other metadata the trainer adds is kept as is."""
-
-    model_config = ConfigDict(extra="allow")
-
-    version: int
-    created_at: float | None = None
-    algorithm: str | None = None
-    mode: str | None = None
-    reason: str | None = None
-    records_learned: int | None = None
-    new_records: int | None = None
-    training_seconds: float | None = None
-    size_bytes: int | None = None
-    lag_ms: int | None = None
-
-
 class Models(BaseModel):
     usecase: str
     latest: int | None
-    versions: list[ModelInfo] = Field(description="newest first")
+    versions: list[ModelMeta] = Field(description="newest first")

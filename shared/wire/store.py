@@ -8,12 +8,16 @@ the evaluator and the API follow. A retrain request is an entry of the `train:re
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 
 from shared.wire.keys import UseCaseKeys
+
+log = logging.getLogger(__name__)
 
 #: Consumer group of the trainer on `train:requests`.
 REQUESTS_GROUP = "trainer"
@@ -61,6 +65,58 @@ class ModelMeta(BaseModel):
     def decode(cls, fields: dict[bytes, bytes] | dict[str, str]) -> ModelMeta:
         """From a Redis hash or stream entry (pydantic.ValidationError when malformed)."""
         return cls.model_validate({_text(k): _json(v) for k, v in fields.items()})
+
+
+@dataclass(frozen=True)
+class Published:
+    """An entry of the `models` stream: when the version was published, and its metadata."""
+
+    at_ms: int
+    meta: ModelMeta
+
+
+async def latest_version(redis: Redis, usecase: str) -> int | None:
+    """The newest published version number (`model:latest`), None before the first."""
+    value = await redis.get(UseCaseKeys(usecase).model_latest)
+    return None if value is None else int(value)
+
+
+async def read_meta(redis: Redis, usecase: str, version: int) -> ModelMeta | None:
+    """A version's metadata; None when it is gone (older than the kept versions) or
+    malformed."""
+    raw = await redis.hgetall(UseCaseKeys(usecase).model_meta(version))
+    return _meta_or_none(usecase, raw) if raw else None
+
+
+async def read_published(
+    redis: Redis, usecase: str, *, newest: int | None = None, since_ms: int | None = None
+) -> list[Published]:
+    """Entries of the `models` stream, oldest first: the `newest` N (of those since
+    `since_ms`, if given). The trainer trims the stream to about its last 1,000 versions. A
+    malformed entry is skipped with a warning."""
+    key = UseCaseKeys(usecase).models
+    start = "-" if since_ms is None else since_ms
+    if newest is None:
+        entries = await redis.xrange(key, min=start)
+    else:
+        entries = list(reversed(await redis.xrevrange(key, min=start, count=newest)))
+    found = []
+    for entry_id, fields in entries:
+        meta = _meta_or_none(usecase, fields)
+        if meta is not None:
+            found.append(Published(int(_text(entry_id).split("-", 1)[0]), meta))
+    return found
+
+
+def _meta_or_none(usecase: str, fields: dict[bytes, bytes]) -> ModelMeta | None:
+    try:
+        return ModelMeta.decode(fields)
+    except ValidationError as error:
+        log.warning(
+            "malformed model metadata skipped",
+            extra={"usecase": usecase, "error": str(error.errors()[:1])},
+        )
+        return None
 
 
 class RetrainRequest(BaseModel):

@@ -4,7 +4,6 @@ is an empty answer, not an error: a use case that has not run yet simply has not
 
 from __future__ import annotations
 
-import json
 import logging
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
@@ -23,13 +22,13 @@ from services.api.models import (
     Metrics,
     MetricSeries,
     MetricValue,
-    ModelInfo,
     Models,
 )
 from shared.clients.influx import AioinfluxStore, InfluxDBError
 from shared.errors import ServiceUnavailableError
 from shared.metrics.evaluation import VIEWS
-from shared.modelstore import ModelStore
+from shared.wire.influx import MetricsMeasurement
+from shared.wire.store import latest_version, read_published
 
 log = logging.getLogger("api")
 router = APIRouter(prefix="/usecases", tags=["observations"])
@@ -51,32 +50,17 @@ async def metrics(
     points: Annotated[int, Query(ge=1, le=10000, description="newest points per series")] = 1000,
 ) -> Metrics:
     """The latest value of each metric per view, and optionally their recent series."""
-    measurement = _identifier(f"{entry.name}_metrics")
-    where = f" WHERE \"view\" = '{view.value}'" if view else ""
-    rows = await _query(
-        influx, f'SELECT last("value") FROM {measurement}{where} GROUP BY "view","metric"'
-    )
+    measurement, store = MetricsMeasurement(entry.name), _Influx(influx)
+    only = view.value if view else None
     latest = [
-        MetricValue(
-            view=str(row.get("view", "")),
-            metric=str(row.get("metric", "")),
-            value=row.get("last"),
-            time_ms=int(row["time"]) // 1_000_000,
-        )
-        for row in rows
+        MetricValue(view=point.view, metric=point.metric, value=point.value, time_ms=point.time_ms)
+        for point in await measurement.latest(store, only)
     ]
     series = None
     if since is not None:
-        clause = f"time > now() - {since}s" + (f" AND \"view\" = '{view.value}'" if view else "")
-        rows = await _query(
-            influx,
-            f'SELECT "value" FROM {measurement} WHERE {clause} GROUP BY "view","metric" '
-            f"ORDER BY time DESC LIMIT {points}",
-        )
         grouped: dict[tuple[str, str], list[tuple[int, float | None]]] = {}
-        for row in rows:
-            key = (str(row.get("view", "")), str(row.get("metric", "")))
-            grouped.setdefault(key, []).append((int(row["time"]) // 1_000_000, row.get("value")))
+        for point in await measurement.recent(store, since, only, points):
+            grouped.setdefault((point.view, point.metric), []).append((point.time_ms, point.value))
         series = [
             MetricSeries(view=view_name, metric=metric, points=sorted(values))
             for (view_name, metric), values in sorted(grouped.items())
@@ -110,35 +94,31 @@ async def models(
 ) -> Models:
     """Published model versions with their metadata, newest first (the `models` stream; the
     model bytes are not read, so no model secret is needed)."""
-    store = ModelStore(redis, entry.name, b"")
-    versions = []
-    for _, fields in await redis.xrevrange(store.key("models"), count=limit):
-        meta = {key.decode(errors="replace"): _json(value) for key, value in fields.items()}
-        try:
-            versions.append(ModelInfo.model_validate(meta))
-        except ValidationError:
-            log.warning("malformed model entry skipped", extra={"usecase": entry.name})
+    published = await read_published(redis, entry.name, newest=limit)
     try:
-        latest = await store.latest_version()
+        latest = await latest_version(redis, entry.name)
     except ValueError:
         latest = None
+    versions = [found.meta for found in reversed(published)]
     return Models(usecase=entry.name, latest=latest, versions=versions)
 
 
-def _identifier(name: str) -> str:
-    """An InfluxQL identifier, quoted (use-case names are restricted; this is belt and braces)."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+class _Influx:
+    """The API's InfluxDB queries: a database that does not exist yet is an empty answer (no
+    use case has run), a server that does not answer is a 503 naming it."""
 
+    def __init__(self, influx: AioinfluxStore):
+        self.influx = influx
 
-async def _query(influx: AioinfluxStore, influxql: str) -> list[dict[str, Any]]:
-    try:
-        return await influx.query(influxql)
-    except InfluxDBError as error:
-        if "database not found" in str(error):
-            return []
-        raise ServiceUnavailableError("InfluxDB", influx.url, error) from error
-    except (OSError, ClientError, TimeoutError) as error:
-        raise ServiceUnavailableError("InfluxDB", influx.url, error) from error
+    async def query(self, influxql: str) -> list[dict[str, Any]]:
+        try:
+            return await self.influx.query(influxql)
+        except InfluxDBError as error:
+            if "database not found" in str(error):
+                return []
+            raise ServiceUnavailableError("InfluxDB", self.influx.url, error) from error
+        except (OSError, ClientError, TimeoutError) as error:
+            raise ServiceUnavailableError("InfluxDB", self.influx.url, error) from error
 
 
 async def _search(
@@ -166,10 +146,3 @@ async def _search(
         except ValidationError:
             log.warning("malformed document skipped", extra={"index": index, "id": hit.get("_id")})
     return documents
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode(errors="replace")
