@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,11 +90,18 @@ async def read_meta(redis: Redis, usecase: str, version: int) -> ModelMeta | Non
 
 
 async def read_published(
-    redis: Redis, usecase: str, *, newest: int | None = None, since_ms: int | None = None
+    redis: Redis,
+    usecase: str,
+    *,
+    newest: int | None = None,
+    since_ms: int | None = None,
+    skip_modes: Collection[str] = (),
 ) -> list[Published]:
     """Entries of the `models` stream, oldest first: the `newest` N (of those since
-    `since_ms`, if given). The trainer trims the stream to about its last 1,000 versions. A
+    `since_ms`, if given), without those whose mode is in `skip_modes` (not even validated:
+    the trainer's `stream` versions come every second, the stream holds about 1,000). A
     malformed entry is skipped with a warning."""
+    skipped = {json.dumps(mode).encode() for mode in skip_modes}
     key = UseCaseKeys(usecase).models
     start = "-" if since_ms is None else since_ms
     if newest is None:
@@ -102,6 +110,8 @@ async def read_published(
         entries = list(reversed(await redis.xrevrange(key, min=start, count=newest)))
     found = []
     for entry_id, fields in entries:
+        if skipped and fields.get(b"mode") in skipped:
+            continue
         meta = _meta_or_none(usecase, fields)
         if meta is not None:
             found.append(Published(int(_text(entry_id).split("-", 1)[0]), meta))

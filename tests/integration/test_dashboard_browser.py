@@ -30,15 +30,18 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from services.api.dashboard.router import Sources, dashboard_router
+from services.api.dashboard.router import dashboard_router
+from services.api.dashboard.snapshot import Dashboard
 from shared.clients.elastic import connect_elasticsearch
 from shared.clients.influx import AioinfluxStore
 from shared.clients.line_protocol import encode_point
 from shared.clients.redis import connect_redis
 from shared.config import ConnectionSettings
 from shared.heartbeat import Heartbeat
+from shared.modelstore import ModelStore
 from shared.sinks.elastic import ensure_templates
-from shared.wire.keys import heartbeat_key
+from shared.wire.keys import UseCaseKeys, heartbeat_key
+from shared.wire.store import ModelMeta
 
 pytestmark = pytest.mark.integration
 
@@ -212,11 +215,11 @@ async def publish_model(redis: Any, usecase: str, version: int, time_ms: int) ->
         "records_learned": 10_000 * version,
         "reason": "alert: accuracy" if version > 1 else "start",
     }
-    encoded = {key: json.dumps(value) for key, value in meta.items()}
-    prefix = f"streamer:{usecase}:"
-    await redis.hset(f"{prefix}model:{version}:meta", mapping=encoded)
-    await redis.set(f"{prefix}model:latest", version)
-    await redis.xadd(f"{prefix}models", encoded, id=f"{time_ms}-0")
+    encoded = ModelMeta.model_validate(meta).encode()
+    keys = UseCaseKeys(usecase)
+    await redis.hset(keys.model_meta(version), mapping=encoded)
+    await redis.set(keys.model_latest, version)
+    await redis.xadd(keys.models, encoded, id=f"{time_ms}-0")
 
 
 def heartbeat(
@@ -282,7 +285,7 @@ async def test_dashboard_in_a_browser(unique: str, monkeypatch: pytest.MonkeyPat
         await elastic.indices.refresh(index=f"{es_prefix}batches")
         await publish_model(redis, usecase, 1, times[0])
         await redis.xadd(  # what request_training writes, back then (explicit id = time)
-            f"streamer:{usecase}:train:requests",
+            UseCaseKeys(usecase).train_requests,
             {"reason": "alert: accuracy", "by": "evaluator", "evaluation": "15"},
             id=f"{times[15]}-0",
         )
@@ -380,7 +383,7 @@ async def test_dashboard_in_a_browser(unique: str, monkeypatch: pytest.MonkeyPat
         for beat in beats:
             await beat.stop()
         await redis.delete(*(beat.key for beat in beats))
-        keys = [key async for key in redis.scan_iter(match=f"streamer:{usecase}:*")]
+        keys = [key async for key in redis.scan_iter(match=f"{UseCaseKeys(usecase).prefix}*")]
         if keys:
             await redis.delete(*keys)
         await influx.query(f'DROP DATABASE "{database}"')
@@ -390,6 +393,61 @@ async def test_dashboard_in_a_browser(unique: str, monkeypatch: pytest.MonkeyPat
         await influx.close()
         await elastic.close()
     assert time.monotonic() - started < 60
+
+
+async def test_dashboard_marks_only_versions_not_learnt_from_the_stream(unique: str) -> None:
+    """The trainer publishes a `stream` version about every second: those are no events (a
+    classical or retrain version is); the model panel shows the newest version's positions
+    and lag, and each launcher's version. Versions written by the real ModelStore."""
+    usecase = f"dash-{unique}"
+    settings = ConnectionSettings(
+        influx_db=f"{unique}_dashboard", es_url=f"http://127.0.0.1:{free_port()}"
+    )
+    redis = connect_redis(settings)
+    store = ModelStore(redis, usecase, b"not-read-by-the-dashboard")
+    dashboard = Dashboard(settings)
+    launchers = [heartbeat(redis, "launcher", usecase, version) for version in (6, 7)]
+    for number, beat in enumerate(launchers):
+        beat.instance = f"{usecase}-launcher-{number}"
+        beat.key = heartbeat_key("launcher", beat.instance)
+    partition = f"{usecase}/0"
+
+    def meta(version: int, mode: str, reason: str) -> ModelMeta:
+        return ModelMeta(
+            version=version,
+            mode=mode,
+            reason=reason,
+            positions={partition: 100 * version},
+            lag_records=10 * version,
+        )
+
+    try:
+        await store.put(1, b"model", meta(1, "classical", "interval"))
+        for version in range(2, 6):
+            await store.put(version, b"model", meta(version, "stream", "stream"))
+        await store.put(6, b"model", meta(6, "retrain", "alert: accuracy"))
+        await store.put(7, b"model", meta(7, "stream", "stream"))
+        for beat in launchers:
+            await beat.start()
+        snapshot = await dashboard.snapshot(usecase, 60)
+        events = [event for event in snapshot["events"] if event["kind"] == "model"]
+        assert [event["text"] for event in events] == [
+            "v1 (classical, interval)",
+            "v6 (retrain, alert: accuracy)",
+        ]
+        model = snapshot["model"]
+        assert (model["version"], model["mode"]) == (7, "stream")
+        assert (model["positions"], model["lag_records"]) == ({partition: 700}, 70)
+        assert model["launchers"] == {f"{usecase}-launcher-0": 6, f"{usecase}-launcher-1": 7}
+    finally:
+        for beat in launchers:
+            await beat.stop()
+            await redis.delete(beat.key)
+        keys = [key async for key in redis.scan_iter(match=f"{UseCaseKeys(usecase).prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+        await dashboard.close()
+        await redis.aclose()
 
 
 def free_port() -> int:
@@ -403,7 +461,7 @@ async def test_dashboard_without_elasticsearch(unique: str) -> None:
     throughput falls back to the evaluator's heartbeat counters; deltas carry new points only."""
     usecase, database = f"dash-{unique}", f"{unique}_dashboard"
     settings = ConnectionSettings(influx_db=database, es_url=f"http://127.0.0.1:{free_port()}")
-    sources = Sources(settings)
+    sources = Dashboard(settings)
     influx = AioinfluxStore(settings)
     redis = connect_redis(settings)
     outputs = {"outputs": 1000}

@@ -186,7 +186,8 @@
             if (event.kind === "model") {
               ctx.fillStyle = stroke;
               ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-              ctx.fillText(event.text, x + 3 * devicePixelRatio, top + 12 * devicePixelRatio);
+              const label = event.label || event.text;  // short on the chart: `v3`
+              ctx.fillText(label, x + 3 * devicePixelRatio, top + 12 * devicePixelRatio);
             }
             ctx.restore();
             drawn += 1;
@@ -273,8 +274,17 @@
       model.records_learned !== null ? `${fmt(model.records_learned)} records learned` : null,
       model.created_at ? `published ${ago(Date.now() / 1000 - model.created_at)}` : null];
     detail.append(element("div", parts.filter(Boolean).join(" · ")));
+    // how far it learnt: the next offset per input partition, and what it had not learnt yet
+    const positions = Object.entries(model.positions || {});
+    const learnt = positions.slice(0, 6).map(([partition, offset]) => `${partition} @ ${fmt(offset)}`);
+    if (positions.length > 6) learnt.push(`+${positions.length - 6} more`);
+    const staleness = [learnt.length ? `learnt to ${learnt.join(", ")}` : null,
+      model.lag_records != null ? `${fmt(model.lag_records)} records behind when published` : null];
+    if (staleness.some(Boolean)) detail.append(element("div", staleness.filter(Boolean).join(" · ")));
     const serving = Object.entries(model.serving || {}).map(([service, v]) => `${service} v${v}`);
     if (serving.length) detail.append(element("div", `in use: ${serving.join(", ")}`));
+    const launchers = Object.entries(model.launchers || {}).map(([name, v]) => `${name} v${v}`);
+    if (launchers.length) detail.append(element("div", `launchers: ${launchers.join(", ")}`));
     if (model.reason) detail.append(element("div", `reason: ${model.reason}`));
   }
 
