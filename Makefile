@@ -17,7 +17,7 @@ SAMPLE_URL := https://raw.githubusercontent.com/streamer-framework/streamer/mast
 # Environment of the locally started services (ports, URLs), for commands that talk to them.
 WITH_SERVICES_ENV := eval "$$(bash scripts/services.sh env)" &&
 
-.PHONY: help install services services-down services-status data test test-unit lint fmt up up-docker up-local down logs ps bench browser
+.PHONY: help install services services-down services-status data test test-unit lint fmt docs up up-docker up-local down logs ps bench browser
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ lint: install ## ruff lint and format check
 
 fmt: install ## ruff format and autofix
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+docs: install ## Regenerate the generated part of docs/wire-format.md from shared/wire
+	$(PY) -m shared.wire.reference --update docs/wire-format.md
 
 # Docker Compose when an engine answers (make up MODE=local forces local processes).
 MODE ?= auto

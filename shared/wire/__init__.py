@@ -10,5 +10,6 @@ InfluxDB). Each contract lives here, typed, with its encoder and its validating 
 - `influx`: the InfluxDB measurements, with their writers and their readers (no InfluxQL
   anywhere else).
 
-docs/wire-format.md describes these models; tests/unit/test_wire_docs.py keeps the two in step.
+docs/wire-format.md's reference is generated from these models (`reference`, `make docs`);
+tests/unit/test_wire_docs.py fails when it is out of date.
 """

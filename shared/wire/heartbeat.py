@@ -21,19 +21,19 @@ class HeartbeatPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    service: str = Field(description="producer, launcher, trainer, evaluator or api")
+    service: str = Field(description="the service's name (shared.health.SERVICES)")
     instance: str = Field(description="`<hostname>-<pid>`")
-    usecases: list[str]
-    status: str = Field(description=f"{RUNNING} or {STOPPING}")
+    usecases: list[str] = Field(description="the use cases it serves")
+    status: str = Field(description=f"`{RUNNING}`, or `{STOPPING}` in its last heartbeat")
     started_at: float = Field(description="epoch s")
-    updated_at: float = Field(description="epoch s")
+    updated_at: float = Field(description="epoch s of this write")
     counters: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="use case -> the service's counters"
     )
     model_versions: dict[str, int | None] = Field(
         default_factory=dict, description="use case -> the model version in use"
     )
-    last_error: str | None = None
+    last_error: str | None = Field(None, description="its last error (up to 500 characters)")
     outages: dict[str, str] = Field(
         default_factory=dict,
         description="backing service -> what fails, while it is away (the service retries)",

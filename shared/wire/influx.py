@@ -40,6 +40,55 @@ PROGRESS_SUFFIX = "_progress"
 PAGE = 20000
 
 
+@dataclass(frozen=True)
+class MeasurementSchema:
+    """What a measurement holds, for docs/wire-format.md; tests/unit/test_wire_docs.py checks
+    it against what the writer writes."""
+
+    name: str
+    written_by: str
+    read_by: str
+    tags: dict[str, str]
+    fields: dict[str, str]
+    time: str
+
+
+RECORDS_SCHEMA = MeasurementSchema(
+    name="<usecase>",
+    written_by="the launcher",
+    read_by="the trainer (refits, retrains)",
+    tags={
+        "source": "the data source (the input message's key)",
+        "topic": "the input topic",
+        "partition": "the input partition",
+    },
+    fields={
+        LINE: "the raw line, parsed again by the record class when read",
+        TARGET: "the record's first label (absent without one)",
+        EVENT_TIME: "the record's event time, epoch ms",
+        RECORD_ID: "the input's `record-id` header",
+    },
+    time="the input record's Kafka offset, as nanoseconds: the same point when a record is "
+    "processed again",
+)
+PROGRESS_SCHEMA = MeasurementSchema(
+    name="<usecase>" + PROGRESS_SUFFIX,
+    written_by="the launcher, after each successful batch",
+    read_by="the trainer, which reads no record past its partition's offset",
+    tags={"topic": "the input topic", "partition": "the input partition"},
+    fields={"offset": "every record point up to this offset is completely written"},
+    time="0 (one point per topic/partition, overwritten)",
+)
+METRICS_SCHEMA = MeasurementSchema(
+    name="<usecase>" + METRICS_SUFFIX,
+    written_by="the evaluator",
+    read_by="the API (`/usecases/{name}/metrics`) and the dashboard",
+    tags={"view": "batch, cumulative or window", "metric": "the metric's name"},
+    fields={"value": "the metric's value", "evaluation": "the evaluation's number"},
+    time="the evaluation's time",
+)
+
+
 class QueryRunner(Protocol):
     """What the readers need: InfluxQL in, rows (tags merged in) out."""
 

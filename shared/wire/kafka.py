@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 #: Header of every input record: `<source>:<line number>`, stable across replays.
 RECORD_ID_HEADER = "record-id"
+#: The headers of an input record (written by the producer), for docs/wire-format.md.
+INPUT_HEADERS = {
+    RECORD_ID_HEADER: "`<source>:<line number>` (1-based line of the data file): the same "
+    "record has the same id when the file is replayed",
+}
 
 Headers = list[tuple[str, bytes]]
 
@@ -72,7 +77,7 @@ class Output(_Message):
 
     id: str = Field(description="`<topic>/<partition>/<offset>` of the input record")
     record_id: str = Field(description="the input's `record-id` header (else `id`)")
-    usecase: str
+    usecase: str = Field(description="the use case whose launcher predicted")
     source: str = Field(description="the data source (the input message's key)")
     event_time: int | None = Field(description="the record's event time, epoch ms")
     prediction: JsonValue = Field(description="the model's prediction (null: none yet)")
@@ -83,7 +88,7 @@ class Output(_Message):
         description="records of this record's input partition, before it, that the predicting "
         "version had not learned (0: fresh; null: unknown)",
     )
-    timings: Timings
+    timings: Timings = Field(description="epoch ms along the way of the record")
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
@@ -98,11 +103,11 @@ class DeadLetter(_Message):
     """The headers of a dead letter; its value is the original bytes, unchanged."""
 
     error: str = Field(description="why the message could not be used")
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    usecase: str
-    record_id: str | None = None
+    source_topic: str = Field(description="where the message was read")
+    source_partition: int = Field(description="its partition there")
+    source_offset: int = Field(description="its offset there")
+    usecase: str = Field(description="the use case that could not use it")
+    record_id: str | None = Field(None, description="its `record-id` header, when it had one")
 
     def headers(self) -> Headers:
         headers = [

@@ -25,18 +25,20 @@ class UseCaseKeys:
     # ---- model store (written by the trainer) ----
     @property
     def model_counter(self) -> str:
-        """String: the last version number handed out (INCR)."""
+        """String: the last version number handed out (INCR by the trainer, the offline mode;
+        never reused, even when a publication fails)."""
         return self.prefix + "model:counter"
 
     @property
     def model_latest(self) -> str:
-        """String: the newest published version number."""
+        """String: the newest published version number (written with each version; read by
+        launchers, the API, the dashboard)."""
         return self.prefix + "model:latest"
 
     @property
     def model_checkpoint(self) -> str:
-        """Hash: the metadata of the newest checkpoint (a version whose full, learning model
-        is kept for a restarted trainer)."""
+        """Hash: the metadata (ModelMeta) of the newest checkpoint, a version whose full,
+        learning model is kept: a restarted trainer resumes from it."""
         return self.prefix + "model:checkpoint"
 
     @property
@@ -45,33 +47,40 @@ class UseCaseKeys:
         return self.prefix + "model:checkpoint:full"
 
     def model(self, version: int) -> str:
-        """Bytes: the signed envelope launchers load (an inference snapshot or the full model)."""
+        """Bytes: the signed envelope launchers load (an inference snapshot or the full model);
+        the newest versions are kept (ModelStore's `keep`), older ones are deleted with their
+        metadata."""
         return f"{self.prefix}model:{version}"
 
     def model_meta(self, version: int) -> str:
-        """Hash: the version's metadata (shared.wire.store.ModelMeta), JSON values."""
+        """Hash: the version's metadata (ModelMeta), JSON values; deleted with the version."""
         return f"{self.prefix}model:{version}:meta"
 
     @property
     def models(self) -> str:
-        """Stream: one entry per published version (the notification, with its metadata)."""
+        """Stream: one entry per published version, its ModelMeta (the notification launchers
+        wait on; read by the evaluator, the API, the dashboard); trimmed to its newest
+        entries (ModelStore)."""
         return self.prefix + "models"
 
     # ---- training ----
     @property
     def train_requests(self) -> str:
-        """Stream: retrain requests (shared.wire.store.RetrainRequest), group `trainer`."""
+        """Stream: retrain requests (RetrainRequest) from the evaluator's alerts and the API,
+        read by the trainer in the consumer group `trainer`."""
         return self.prefix + "train:requests"
 
     @property
     def trainer_lease(self) -> str:
-        """String with TTL: the instance of the trainer that may publish (one at a time)."""
+        """String with TTL: the lease of the one trainer that may publish (a redis-py lock the
+        trainer renews); standby trainers wait for it."""
         return self.prefix + "trainer:lease"
 
     @property
     def launcher_progress(self) -> str:
-        """Hash: `<topic>/<partition>` -> the next input offset no launcher has predicted yet;
-        the trainer learns no record before it was predicted."""
+        """Hash: `<topic>/<partition>` -> the next input offset no launcher has predicted yet
+        (written by launchers after each batch); the trainer learns no record before it was
+        predicted."""
         return self.prefix + "launcher:progress"
 
     @property
@@ -81,7 +90,8 @@ class UseCaseKeys:
         return self.prefix + "launcher:demand"
 
     def external_lock(self, phase: str) -> str:
-        """String: lock of the original's external-script protocol for one phase."""
+        """String: the lock that keeps two processes from running a phase (`train`, `test`) of
+        the external-script protocol at once (ExternalAlgorithm)."""
         return f"{self.prefix}external:{phase}:lock"
 
     # ---- evaluation ----
@@ -95,12 +105,14 @@ class UseCaseKeys:
     # ---- run-time configuration (written by the api) ----
     @property
     def config_overrides(self) -> str:
-        """Hash: props key -> value (props-file text) for the keys changeable at run time."""
+        """Hash: props key -> value (props-file text) for the keys changeable at run time
+        (written by the API; the services re-read it every few seconds)."""
         return self.prefix + "config:overrides"
 
     @property
     def config_audit(self) -> str:
-        """Stream: one entry per configuration change (who, at, key, old, new)."""
+        """Stream: one entry per configuration change (`who`, `at`, `key`, `old`, `new`),
+        written by the API (trimmed to its newest entries)."""
         return self.prefix + "config:audit"
 
 
@@ -138,7 +150,8 @@ class ExternalScriptKeys:
 
 
 def heartbeat_key(service: str, instance: str) -> str:
-    """String (JSON, with TTL): the heartbeat of one service instance."""
+    """String (JSON, with TTL): the heartbeat of one service instance (HeartbeatPayload); it
+    expires when the instance stops rewriting it, so a missing key means down."""
     return f"{HEARTBEAT_PREFIX}{service}:{instance}"
 
 

@@ -30,19 +30,21 @@ class ModelMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    version: int
-    created_at: float | None = None
-    algorithm: str | None = None
-    incremental: bool | None = None
+    version: int = Field(description="the version number (`model:counter`)")
+    created_at: float | None = Field(None, description="when it was published, epoch s")
+    algorithm: str | None = Field(None, description="the algorithm's name")
+    incremental: bool | None = Field(None, description="the algorithm learns record by record")
     mode: str | None = Field(
         None,
         description="stream (learnt from the input topics), retrain, classical (a refit on "
         "InfluxDB), offline, or another producer of versions",
     )
-    reason: str | None = None
-    records_learned: int | None = None
-    new_records: int | None = None
-    training_seconds: float | None = None
+    reason: str | None = Field(
+        None, description="why it was published (stream, stop, interval, a retrain's reason...)"
+    )
+    records_learned: int | None = Field(None, description="records the model has learnt in all")
+    new_records: int | None = Field(None, description="records learnt since the version before")
+    training_seconds: float | None = Field(None, description="seconds spent training it")
     positions: dict[str, int] = Field(
         default_factory=dict,
         description="`<topic>/<partition>` -> the next input offset the version has not learnt",
@@ -54,9 +56,13 @@ class ModelMeta(BaseModel):
         None, description="ms between the newest record learnt's event time and the publication"
     )
     snapshot: bool = Field(False, description="the envelope is an inference snapshot")
-    checkpoint: bool = Field(False, description="the full model is stored too (`model:<v>:full`)")
+    checkpoint: bool = Field(
+        False,
+        description="the version is also the checkpoint: its full model is in "
+        "`model:checkpoint:full`, its metadata in `model:checkpoint`",
+    )
     size_bytes: int | None = Field(None, description="bytes of the envelope launchers load")
-    seal_seconds: float | None = None
+    seal_seconds: float | None = Field(None, description="seconds to pickle, compress and sign")
 
     def encode(self) -> dict[str, str]:
         """Redis hash / stream fields: every value JSON-encoded."""
@@ -135,8 +141,8 @@ class RetrainRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    reason: str = "request"
-    by: str = ""
+    reason: str = Field("request", description="why (an alert's metrics, the API's body...)")
+    by: str = Field("", description="who asks: evaluator, api")
 
     def encode(self) -> dict[str, str]:
         return {name: str(value) for name, value in self.model_dump().items()}
