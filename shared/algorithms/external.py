@@ -6,7 +6,7 @@ algs.props:
     algorithm.test=python3 test.py
     algorithm.timeout=600                 (seconds per command; optional)
 
-Protocol (docs: reference section 7), `<id>` = the use case name:
+Protocol (the original's, kept so its scripts run unchanged), `<id>` = the use case name:
 - learn_many: DEL then RPUSH the lists `datatrain<id>` (one `<timestamp>;<v1> <v2> ...` per
   record, values in the record's column order, the timestamp in the original's format from the
   optional `timestamps` argument, else the current time) and `datatrain<id>target` (the
@@ -20,7 +20,7 @@ Protocol (docs: reference section 7), `<id>` = the use case name:
 
 Differences from the original, on purpose: a non-zero exit, a timeout or a missing command
 raise StreamerError (the original ignored them); learn_many does not delete `outputs<id>`
-(that raced with inference, reference section 9.9); unlabelled records are not sent for
+(in the original that raced with inference); unlabelled records are not sent for
 training (the original sent them without a target, misaligning the two lists); a Redis lock
 per use case and phase keeps two processes from interleaving their lists. A leading `python`
 or `python3` runs the interpreter STREAMER runs on (it has the `redis` package); write an

@@ -48,7 +48,7 @@ class UseCaseKeys:
 
     def model(self, version: int) -> str:
         """Bytes: the signed envelope launchers load (an inference snapshot or the full model);
-        the newest versions are kept (ModelStore's `keep`), older ones are deleted with their
+        the newest `model.keep` versions are kept, older ones are deleted with their
         metadata."""
         return f"{self.prefix}model:{version}"
 
