@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from shared.config import ConnectionSettings, load_usecase
 from shared.heartbeat import Heartbeat
 from shared.modelstore import ModelStore
 from shared.sinks.elastic import ensure_templates
+from shared.wire.keys import heartbeat_key
 
 TOKEN = "test-token-\u00e9"  # not ASCII: sent as UTF-8 bytes, compared as bytes
 AUTH = {"Authorization": f"Bearer {TOKEN}".encode()}
@@ -172,6 +174,24 @@ async def test_health_turns_503_when_a_heartbeat_expires_or_a_service_stops(api)
         launcher = next(check for check in body["checks"] if check["service"] == "launcher")
         assert launcher["up"] is False
         assert launcher["last_error"] == "Kafka at k:1 is not reachable"
+
+
+async def test_a_malformed_heartbeat_is_skipped_by_every_reader(api):
+    """Anyone can write Redis: a value that is not a HeartbeatPayload must not break /health,
+    /usecases or /metrics, and is not shown as an instance."""
+    bad = [heartbeat_key("launcher", f"{api.name}-bad-{number}") for number in range(2)]
+    await api.redis.set(bad[0], b"not json", ex=30)
+    await api.redis.set(bad[1], json.dumps({"service": "launcher", "usecases": [api.name]}), ex=30)
+    try:
+        async with heartbeats(api.redis, api.name):
+            response = await api.client.get("/health")
+            assert response.status_code == 200, response.text
+            shown = {instance["instance"] for instance in response.json()["instances"]}
+            assert not [name for name in shown if name.startswith(f"{api.name}-bad")], shown
+            assert (await api.client.get("/usecases")).status_code == 200
+            assert (await api.client.get("/metrics")).status_code == 200
+    finally:
+        await api.redis.delete(*bad)
 
 
 async def test_usecases_lists_folders_validity_and_running_services(api):
