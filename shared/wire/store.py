@@ -20,6 +20,9 @@ from shared.wire.keys import UseCaseKeys
 
 log = logging.getLogger(__name__)
 
+#: A Redis hash or stream entry as the client returns it (bytes, decode_responses off).
+Fields = dict[bytes, bytes]
+
 #: Consumer group of the trainer on `train:requests`.
 REQUESTS_GROUP = "trainer"
 
@@ -91,7 +94,7 @@ async def latest_version(redis: Redis, usecase: str) -> int | None:
 async def read_meta(redis: Redis, usecase: str, version: int) -> ModelMeta | None:
     """A version's metadata; None when it is gone (older than the kept versions) or
     malformed."""
-    raw = await redis.hgetall(UseCaseKeys(usecase).model_meta(version))
+    raw: Fields = await redis.hgetall(UseCaseKeys(usecase).model_meta(version))  # type: ignore[assignment]
     return _meta_or_none(usecase, raw) if raw else None
 
 
@@ -110,10 +113,12 @@ async def read_published(
     skipped = {json.dumps(mode).encode() for mode in skip_modes}
     key = UseCaseKeys(usecase).models
     start = "-" if since_ms is None else since_ms
+    entries: list[tuple[bytes, Fields]]
     if newest is None:
-        entries = await redis.xrange(key, min=start)
+        entries = await redis.xrange(key, min=start)  # type: ignore[assignment]
     else:
-        entries = list(reversed(await redis.xrevrange(key, min=start, count=newest)))
+        newest_first = await redis.xrevrange(key, min=start, count=newest)
+        entries = list(reversed(newest_first))  # type: ignore[arg-type]
     found = []
     for entry_id, fields in entries:
         if skipped and fields.get(b"mode") in skipped:
@@ -124,7 +129,7 @@ async def read_published(
     return found
 
 
-def _meta_or_none(usecase: str, fields: dict[bytes, bytes]) -> ModelMeta | None:
+def _meta_or_none(usecase: str, fields: Fields) -> ModelMeta | None:
     try:
         return ModelMeta.decode(fields)
     except ValidationError as error:

@@ -35,6 +35,7 @@ from shared.sinks.elastic import DEFAULT_PREFIX
 from shared.wire.influx import MetricPoint, MetricsMeasurement, usecases_with_metrics
 from shared.wire.keys import UseCaseKeys
 from shared.wire.store import (
+    Fields,
     ModelMeta,
     Published,
     RetrainRequest,
@@ -108,8 +109,11 @@ class Sources:
     async def retrain_requests(self, usecase: str, since_ms: int, count: int) -> list[Requested]:
         """The first `count` retrain requests since `since_ms`, oldest first."""
         key = UseCaseKeys(usecase).train_requests
+        entries: list[tuple[bytes, Fields]] = await self.redis.xrange(  # type: ignore[assignment]
+            key, min=since_ms, count=count
+        )
         found = []
-        for entry_id, fields in await self.redis.xrange(key, min=since_ms, count=count):
+        for entry_id, fields in entries:
             with contextlib.suppress(ValidationError):
                 found.append(Requested(_stream_ms(entry_id), RetrainRequest.decode(fields)))
         return found
@@ -150,7 +154,13 @@ class Sources:
             query=_usecase_since(usecase, since_ms),
             sort=[{"@timestamp": "asc"}],
             size=MAX_DOCUMENTS,
-            source=["@timestamp", "records", "records_per_s", "latency_ms_p50", "latency_ms_p95"],
+            source_includes=[
+                "@timestamp",
+                "records",
+                "records_per_s",
+                "latency_ms_p50",
+                "latency_ms_p95",
+            ],
             ignore_unavailable=True,
         )
         return _documents(response)
