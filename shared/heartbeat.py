@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -112,7 +113,7 @@ class Heartbeat:
         self.status = STOPPING
         # best effort and bounded: the key expires anyway, and a Redis that does not answer
         # (the client retries with backoff) must not hold the process past its grace period
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(RedisError, OSError, TimeoutError, ValidationError):
             async with asyncio.timeout(STOP_WRITE_TIMEOUT_S):
                 await self.redis.set(self.key, self.payload().encode(), ex=STOPPING_TTL_S)
 
@@ -131,6 +132,11 @@ class Heartbeat:
         except (RedisError, OSError) as error:  # Redis away: try again next beat
             log.warning(
                 "heartbeat not written, retrying",
+                extra={"service": self.service, "error": str(error)},
+            )
+        except ValidationError as error:  # a snapshot that breaks the contract: a bug, said
+            log.error(
+                "heartbeat not written: its payload is not a HeartbeatPayload",
                 extra={"service": self.service, "error": str(error)},
             )
 

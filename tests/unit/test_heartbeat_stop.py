@@ -10,6 +10,7 @@ import contextlib
 import time
 
 from shared.heartbeat import STOP_WRITE_TIMEOUT_S, Heartbeat
+from shared.wire.heartbeat import HeartbeatPayload
 
 
 class SwallowingRedis:
@@ -40,3 +41,23 @@ async def test_a_lost_cancellation_does_not_keep_the_heartbeat_alive() -> None:
     writes = redis.writes
     await asyncio.sleep(0.3)
     assert redis.writes == writes  # and beats no more
+
+
+class RecordingRedis:
+    def __init__(self) -> None:
+        self.values: list[str] = []
+
+    async def set(self, key: str, value: str, ex: int) -> None:
+        self.values.append(value)
+
+
+async def test_a_snapshot_that_breaks_the_payload_contract_is_logged_not_fatal(caplog) -> None:
+    redis = RecordingRedis()
+    counters = {"x": "not a mapping of counters"}
+    beat = Heartbeat(redis, "trainer", ["x"], lambda: {"counters": counters})  # type: ignore[arg-type]
+    await beat.start()  # the first beat fails validation: logged, the service goes on
+    assert redis.values == [] and "not a HeartbeatPayload" in caplog.text
+    counters["x"] = {"trainings": 1}  # type: ignore[assignment]
+    await beat.beat()
+    assert HeartbeatPayload.decode(redis.values[-1]).counters == {"x": {"trainings": 1}}
+    await beat.stop()
