@@ -3,6 +3,7 @@
 from shared.config.models import (
     AlgsConfig,
     DetectorName,
+    FederatedConfig,
     MonitoringConfig,
     ProducerType,
     StreamingConfig,
@@ -14,6 +15,7 @@ __all__ = [
     "AlgsConfig",
     "ConnectionSettings",
     "DetectorName",
+    "FederatedConfig",
     "MonitoringConfig",
     "ProducerType",
     "StreamingConfig",

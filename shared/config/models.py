@@ -251,3 +251,72 @@ class MonitoringConfig(_PropsModel):
                 reason = f"needs 1 value or one per metric ({len(self.metrics)}), got {len(value)}"
                 found.append((key, reason))
         return found
+
+
+class FederatedConfig(_PropsModel):
+    """federated.props: the original's federated mode (docs/federated.md). A file with
+    `server.address` makes its use case a client (its trainer joins that server instead of
+    learning the stream); without it, the use case is a server (`streamer federate server`)."""
+
+    # ---- server ----
+    server_port: int = Field(
+        8080, alias="server.port", ge=1, le=65535, description="Port the server listens on."
+    )
+    server_host: str = Field(
+        "127.0.0.1", alias="server.host", description="Address the server binds (0.0.0.0: all)."
+    )
+    n_rounds: int | None = Field(None, alias="n.rounds", ge=1, description="Rounds to run.")
+    aggregation_strategy: str = Field(
+        "FedAvgStrategy",
+        alias="aggregation.strategy",
+        min_length=1,
+        description="FedAvgStrategy (the original's name for FedAvg) or a Flower strategy class.",
+    )
+    aggregation_params: dict[str, str] = Field(
+        default_factory=dict,
+        alias="aggregation.*",
+        description="Every `aggregation.<name>=<value>` key, passed to the strategy.",
+    )
+    n_clients: int = Field(
+        -1, alias="n.clients", ge=-1, description="Clients sampled per round; -1: all."
+    )
+    min_n_clients: int = Field(
+        1, alias="min.n.clients", ge=1, description="A round waits for this many clients."
+    )
+    round_timeout: int = Field(
+        60000, alias="round.timeout", ge=1, description="ms a round waits for its clients."
+    )
+    round_interval: int = Field(
+        0, alias="round.interval", ge=0, description="Least ms between two rounds' starts."
+    )
+    do_client_fit_step: bool = Field(True, alias="do.client.fit.step")
+    do_client_eval_step: bool = Field(True, alias="do.client.eval.step")
+    do_server_eval_step: bool = Field(False, alias="do.server.eval.step")
+    # ---- client ----
+    server_address: str | None = Field(
+        None, alias="server.address", description="host:port of the server: makes a client."
+    )
+    data_type: str | None = Field(
+        None, alias="data.type", description="Where a client's data comes from: influx."
+    )
+    local_epochs: int = Field(
+        1, alias="local.epochs", ge=1, description="Passes over the local records per round."
+    )
+
+    @property
+    def is_client(self) -> bool:
+        return self.server_address is not None
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        if not self.is_client and self.n_rounds is None:
+            found.append(("n.rounds", "required for a server (a file without server.address)"))
+        if self.n_clients != -1 and self.n_clients < self.min_n_clients:
+            found.append(("n.clients", "must be -1 (all) or at least min.n.clients"))
+        if self.data_type not in (None, "influx"):
+            found.append(
+                ("data.type", "only influx: a client learns the records its launcher stored")
+            )
+        if self.server_address is not None and ":" not in self.server_address:
+            found.append(("server.address", "must be host:port"))
+        return found

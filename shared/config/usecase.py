@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from shared.config.models import AlgsConfig, MonitoringConfig, StreamingConfig
+from shared.config.models import AlgsConfig, FederatedConfig, MonitoringConfig, StreamingConfig
 from shared.config.props import PropEntry, read_props
 from shared.config.settings import ConnectionSettings
 from shared.errors import ConfigError, ConfigIssue
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 STREAMING_FILE = "streaming.props"
 ALGS_FILE = "algs.props"
 MONITORING_FILE = "monitoring.props"
+FEDERATED_FILE = "federated.props"
 
 # Keys of the original's files that only make sense to the Java Kafka client, or that we set
 # ourselves for delivery guarantees: accepted so original folders load, and ignored.
@@ -61,6 +62,15 @@ class UseCase:
     monitoring: MonitoringConfig | None
     connections: ConnectionSettings
     warnings: tuple[str, ...] = field(default=())
+    federated: FederatedConfig | None = None
+
+    @property
+    def is_federated_server(self) -> bool:
+        return self.federated is not None and not self.federated.is_client
+
+    @property
+    def is_federated_client(self) -> bool:
+        return self.federated is not None and self.federated.is_client
 
     @property
     def bootstrap_servers(self) -> str:
@@ -94,6 +104,9 @@ class UseCase:
                 if self.monitoring
                 else None
             ),
+            FEDERATED_FILE: (
+                self.federated.model_dump(mode="json", by_alias=True) if self.federated else None
+            ),
             "warnings": list(self.warnings),
         }
 
@@ -119,25 +132,49 @@ def load_usecase(ref: str | Path, connections: ConnectionSettings | None = None)
     issues: list[ConfigIssue] = []
     warnings: list[str] = []
 
-    def load(model: type[BaseModel], filename: str, required: bool) -> Any:
+    def load(
+        model: type[BaseModel], filename: str, required: bool, defaults: Mapping[str, str] = {}
+    ) -> Any:
         path = folder / filename
         if not path.is_file():
             if required:
                 issues.append(ConfigIssue(path, None, filename, "file is missing"))
             return None
-        return _validate_file(model, path, folder, variables, issues, warnings)
+        return _validate_file(model, path, folder, variables, issues, warnings, defaults)
 
-    streaming = load(StreamingConfig, STREAMING_FILE, required=True)
+    name = folder.name if folder.name not in ("", ".") else "default"
+    federated = load(FederatedConfig, FEDERATED_FILE, required=False)
+    # a federated server reads no topic: its streaming.props only says its held-out stream
+    server = federated is not None and not federated.is_client
+    topics = {"mainTopic": name, "outputTopic": f"{name}.outputs"} if server else {}
+    streaming = load(StreamingConfig, STREAMING_FILE, required=True, defaults=topics)
     algs = load(AlgsConfig, ALGS_FILE, required=True)
     monitoring = load(MonitoringConfig, MONITORING_FILE, required=False)
     if streaming is not None and streaming.datafile and not streaming.datafile.is_file():
         warnings.append(f"{folder / STREAMING_FILE}: datafile: {streaming.datafile} does not exist")
+    if federated is not None and federated.is_client and streaming is not None:
+        issues.extend(_federated_client_issues(folder, streaming))
     for message in warnings:
         log.warning(message)
     if issues:
         raise ConfigError(issues)
-    name = folder.name if folder.name not in ("", ".") else "default"
-    return UseCase(name, folder, streaming, algs, monitoring, connections, tuple(warnings))
+    return UseCase(
+        name, folder, streaming, algs, monitoring, connections, tuple(warnings), federated
+    )
+
+
+def _federated_client_issues(folder: Path, streaming: StreamingConfig) -> list[ConfigIssue]:
+    """A federated client publishes a version per round, never on demand: a launcher bounded
+    by launcher.max.staleness would wait for versions that never come."""
+    if streaming.launcher_max_staleness == -1:
+        return []
+    path = folder / STREAMING_FILE
+    entry = read_props(path).get("launcher.max.staleness")
+    reason = (
+        "must be -1 in a federated client (federated.props has server.address): its model "
+        "changes once per round, not on a launcher's demand"
+    )
+    return [ConfigIssue(path, entry.line if entry else None, "launcher.max.staleness", reason)]
 
 
 def _validate_file(
@@ -147,11 +184,14 @@ def _validate_file(
     variables: Mapping[str, str],
     issues: list[ConfigIssue],
     warnings: list[str],
+    defaults: Mapping[str, str] = {},
 ) -> BaseModel | None:
     entries = read_props(path)
     known = model.known_keys()  # type: ignore[attr-defined]
-    values: dict[str, Any] = {}
-    params: dict[str, str] = {}
+    values: dict[str, Any] = dict(defaults)
+    # `prefix.*` fields gather every `prefix.<name>` key that is not a field of its own
+    wildcards = {key.removesuffix("*") for key in known if key.endswith(".*")}
+    params: dict[str, dict[str, str]] = {}
     empty: set[str] = set()
     reported: set[str] = set()  # keys already in `issues`: no second "missing" for them
     for key, entry in entries.items():
@@ -166,16 +206,15 @@ def _validate_file(
             continue
         if key in known:
             values[key] = value
-        elif "algorithm.*" in known and key.startswith("algorithm."):
-            params[key.removeprefix("algorithm.")] = value
+        elif (prefix := next((p for p in wildcards if key.startswith(p)), None)) is not None:
+            params.setdefault(prefix + "*", {})[key.removeprefix(prefix)] = value
         elif key in IGNORED_KAFKA_KEYS:
             log.debug("%s:%d: %s ignored (%s)", path, entry.line, key, IGNORED_KAFKA_KEYS[key])
         else:
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             warnings.append(f"{path}:{entry.line}: {key}: unknown key, ignored{hint}")
-    if params:
-        values["algorithm.*"] = params
+    values.update(params)
     try:
         config = model.model_validate(values)
     except ValidationError as error:

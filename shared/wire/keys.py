@@ -102,6 +102,20 @@ class UseCaseKeys:
         evaluation in progress, JSON). See services/evaluator/checkpoint.py."""
         return self.prefix + "evaluator:checkpoint"
 
+    # ---- federated learning (written by `streamer federate server`) ----
+    @property
+    def federated_state(self) -> str:
+        """Hash of a federated server: `round` (the last completed round), `parameters` (the
+        aggregated arrays, numpy .npz bytes), `strategy`, `updated_at`; a restarted server
+        resumes from it."""
+        return self.prefix + "federated:state"
+
+    @property
+    def federated_rounds(self) -> str:
+        """Stream of a federated server: one entry per round phase (fit, evaluate) with each
+        client's metrics (JSON) and the failures."""
+        return self.prefix + "federated:rounds"
+
     # ---- run-time configuration (written by the api) ----
     @property
     def config_overrides(self) -> str:
