@@ -6,7 +6,10 @@ records (numbers and category strings) work without a pre-processor:
 - LogisticRegression: one-hot encoded categories + standardised numbers, one-vs-rest so it is
   multi-class (KDD has 23 labels);
 - HalfSpaceTrees: numbers only, min-max scaled to [0, 1] (its trees split that unit cube);
-- OneClassSVM, KMeans: numbers only, standardised (distances and margins are scale-dependent).
+- OneClassSVM, KMeans: numbers only, standardised (distances and margins are scale-dependent);
+- FederatedLinearRegression: features hashed into a fixed layout (`n_features`, `seed`), then
+  standardised: its parameters are the same arrays at every site (shared/algorithms/parametric.py);
+- MLPRegressor: a small numpy network with the same layout (shared/algorithms/mlp.py).
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from typing import Any
 
 from river import anomaly, cluster, compose, forest, linear_model, multiclass, preprocessing, tree
 
+from shared.algorithms.base import Algorithm
+from shared.algorithms.mlp import MLPRegressor
 from shared.algorithms.params import construct
 from shared.algorithms.river_algorithm import RiverAlgorithm
 
-Factory = Callable[[Mapping[str, Any], str], RiverAlgorithm]
+Factory = Callable[[Mapping[str, Any], str], Algorithm]
+#: The hasher's parameters in FederatedLinearRegression; the other values go to the estimator.
+HASHER_PARAMS = ("n_features", "seed")
 
 
 def _numbers() -> compose.SelectType:
@@ -69,6 +76,20 @@ def kmeans(values: Mapping[str, Any], what: str) -> RiverAlgorithm:
     return RiverAlgorithm(model, "KMeans", dict(values))
 
 
+def federated_linear_regression(values: Mapping[str, Any], what: str) -> RiverAlgorithm:
+    hashing = {"n_features": 1024, "seed": 0}
+    hashing.update({key: values[key] for key in HASHER_PARAMS if key in values})
+    estimator = {key: value for key, value in values.items() if key not in HASHER_PARAMS}
+    regression = construct(linear_model.LinearRegression, estimator, what)
+    hasher = construct(preprocessing.FeatureHasher, hashing, what)
+    model = hasher | preprocessing.StandardScaler() | regression
+    return RiverAlgorithm(model, "FederatedLinearRegression", dict(values))
+
+
+def mlp_regressor(values: Mapping[str, Any], what: str) -> MLPRegressor:
+    return construct(MLPRegressor, values, what)
+
+
 BUILTINS: dict[str, Factory] = {
     "HoeffdingTreeClassifier": hoeffding_tree,
     "HoeffdingAdaptiveTreeClassifier": hoeffding_adaptive_tree,
@@ -77,4 +98,6 @@ BUILTINS: dict[str, Factory] = {
     "OneClassSVM": one_class_svm,
     "HalfSpaceTrees": half_space_trees,
     "KMeans": kmeans,
+    "FederatedLinearRegression": federated_linear_regression,
+    "MLPRegressor": mlp_regressor,
 }
