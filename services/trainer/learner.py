@@ -119,19 +119,7 @@ class Learner:
         return len(xs)
 
     def _records(self, stored: Sequence[StoredRecord]) -> list[TimeRecord]:
-        """Stored lines parsed again (and pre-processed) as the launcher did."""
-        records = []
-        for item in stored:
-            try:
-                record = self.record_class.parse(item.line, item.series.source)
-            except RecordError:
-                continue  # the launcher dead-lettered it; never stored normally
-            if not record.targets and item.target is not None:
-                record.targets = [item.target]
-            records.append(record)
-        if self.processor is not None and records:
-            records = list(self.processor.preprocess(records))
-        return records
+        return parse_stored(stored, self.record_class, self.processor)
 
     async def seal(self, version: int, checkpoint: bool) -> Sealed:
         """The current model as version `version`: its inference snapshot when it has one
@@ -156,3 +144,24 @@ class Learner:
             description=model.describe(),
             seconds=time.perf_counter() - started,
         )
+
+
+def parse_stored(
+    stored: Sequence[StoredRecord],
+    record_class: type[TimeRecord],
+    processor: PrePostProcessor | None,
+) -> list[TimeRecord]:
+    """Stored lines parsed again (and pre-processed) as the launcher did: refits and the
+    federated client (services/trainer/federated.py) read InfluxDB this one way."""
+    records = []
+    for item in stored:
+        try:
+            record = record_class.parse(item.line, item.series.source)
+        except RecordError:
+            continue  # the launcher dead-lettered it; never stored normally
+        if not record.targets and item.target is not None:
+            record.targets = [item.target]
+        records.append(record)
+    if processor is not None and records:
+        records = list(processor.preprocess(records))
+    return records
