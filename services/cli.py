@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect and check use-case configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+federate_app = typer.Typer(help="Federated learning across sites (Flower).", no_args_is_help=True)
+app.add_typer(federate_app, name="federate")
 
 UseCases = Annotated[
     list[str],
@@ -153,6 +155,16 @@ def train(usecases: ServiceUseCases = None, check: Check = False) -> None:
 def evaluate(usecases: ServiceUseCases = None, check: Check = False) -> None:
     """Score predictions, watch metrics with detectors, write Elasticsearch documents."""
     _serve(usecases, "services.evaluator", "evaluator", check)
+
+
+@federate_app.command("server")
+def federate_server(
+    usecase: Annotated[str, typer.Argument(help="A server use case (federated.props).")],
+    check: Check = False,
+) -> None:
+    """Run the rounds of a federated server use case for the client use cases that name it in
+    their server.address (docs/federated.md)."""
+    _serve([usecase], "services.federated", "federate", check)
 
 
 class OfflineSource(StrEnum):
