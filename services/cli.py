@@ -257,9 +257,17 @@ def run(
     from services.supervisor import run_pipeline
 
     configure_logging()
-    names = [usecase.name for usecase in _load_all(usecases)]
+    loaded = list(zip(split_refs(usecases), _load_all(usecases), strict=True))
+    # a federated server runs `streamer federate server` only (no topic, launcher or trainer)
+    servers = [ref for ref, usecase in loaded if usecase.is_federated_server]
+    pipelines = [(ref, usecase) for ref, usecase in loaded if not usecase.is_federated_server]
     code = run_pipeline(
-        usecases, names=names, port=port, stop_timeout_s=stop_timeout, log_file=log_file
+        [ref for ref, _ in pipelines],
+        names=[usecase.name for _, usecase in pipelines],
+        port=port,
+        stop_timeout_s=stop_timeout,
+        log_file=log_file,
+        servers=servers,
     )
     raise typer.Exit(code=code)
 

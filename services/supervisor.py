@@ -67,19 +67,31 @@ def pipeline_commands(
     port: int,
     names: Sequence[str] = (),
     python: str = sys.executable,
+    servers: Sequence[str] = (),
 ) -> list[ChildSpec]:
     """The five services of `streamer run`, in stop order. `usecases`: as given (names or
     paths); `names`: the loaded use cases' names, the ones the api's /health then requires
-    (instead of every use case of its folder, most of which this run does not run)."""
+    (instead of every use case of its folder, most of which this run does not run).
+    `servers`: federated server use cases, each run by `streamer federate server` (and by
+    nothing else) before the api; it is done once its rounds are."""
     cli = (python, "-m", "services.cli")
     health = [argument for name in names for argument in ("--usecase", name)]
-    return [
-        ChildSpec("producer", (*cli, "produce", *usecases), done_on_success=True),
-        ChildSpec("launcher", (*cli, "launch", *usecases)),
-        ChildSpec("trainer", (*cli, "train", *usecases)),
-        ChildSpec("evaluator", (*cli, "evaluate", *usecases)),
-        ChildSpec("api", (*cli, "api", "--host", "127.0.0.1", "--port", str(port), *health)),
+    pipeline = (
+        [
+            ChildSpec("producer", (*cli, "produce", *usecases), done_on_success=True),
+            ChildSpec("launcher", (*cli, "launch", *usecases)),
+            ChildSpec("trainer", (*cli, "train", *usecases)),
+            ChildSpec("evaluator", (*cli, "evaluate", *usecases)),
+        ]
+        if usecases
+        else []
+    )
+    federated = [
+        ChildSpec(f"federate-{Path(server).name}", (*cli, "federate", "server", server), True)
+        for server in servers
     ]
+    api = ChildSpec("api", (*cli, "api", "--host", "127.0.0.1", "--port", str(port), *health))
+    return [*pipeline, *federated, api]
 
 
 def child_environment(environ: Mapping[str, str]) -> tuple[dict[str, str], bool]:
@@ -704,6 +716,7 @@ def run_pipeline(
     port: int,
     stop_timeout_s: float,
     log_file: Path | None = None,
+    servers: Sequence[str] = (),
 ) -> int:
     """`streamer run`: the use cases are already validated by the CLI (`names`: theirs)."""
     env, generated = child_environment(os.environ)
@@ -715,7 +728,7 @@ def run_pipeline(
     started = time.monotonic()
     status = asyncio.run(
         supervise(
-            pipeline_commands(usecases, port, names),
+            pipeline_commands(usecases, port, names, servers=servers),
             env=env,
             stop_timeout_s=stop_timeout_s,
             log_file=log_file,

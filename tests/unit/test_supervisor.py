@@ -171,3 +171,19 @@ def test_run_and_status_are_listed_in_the_help():
         cwd=Path(__file__).resolve().parents[2],
     )
     assert " run " in result.stdout and " status " in result.stdout
+
+
+def test_a_federated_server_runs_federate_server_only():
+    commands = pipeline_commands(["site-a"], 8123, ["site-a"], python="py", servers=["fed-srv"])
+    assert [spec.name for spec in commands] == [
+        "producer",
+        "launcher",
+        "trainer",
+        "evaluator",
+        "federate-fed-srv",
+        "api",
+    ]
+    server = commands[4]
+    assert server.argv == ("py", "-m", "services.cli", "federate", "server", "fed-srv")
+    assert server.done_on_success  # its rounds done, it is finished, not crashed
+    assert all("fed-srv" not in spec.argv for spec in commands if spec is not server)
