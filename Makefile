@@ -51,6 +51,9 @@ data: ## Download the public data sets that are missing from DATA_DIR
 	  curl -fL --retry 3 -o "$$target.part" "$$2" && mv "$$target.part" "$$target" \
 	    || { rm -f "$$target.part"; echo "error: could not download $$2 to $$target" >&2; exit 1; }; \
 	done
+	@# the federated example's shares are generated (services/federated/example.py: stdlib only)
+	@if [ -s "$(DATA_DIR)/federated-regression/holdout.csv" ]; then echo "present: $(DATA_DIR)/federated-regression"; \
+	else PYTHONPATH=. $(PYTHON) -m services.federated.example "$(DATA_DIR)"; fi
 
 browser: ## Install Debian's chromium and playwright-core (tests/browser) for the dashboard's browser test
 	bash scripts/browser-setup.sh

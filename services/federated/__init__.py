@@ -6,7 +6,10 @@ faults and the published versions work: docs/federated.md.
 
 from __future__ import annotations
 
-from shared.config import UseCase
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # services.federated.example runs with a bare python3 (`make data`)
+    from shared.config import UseCase
 
 
 async def run(usecases: list[UseCase]) -> None:

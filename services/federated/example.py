@@ -14,43 +14,45 @@ from __future__ import annotations
 
 import csv
 import os
+import random
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
+# The standard library only: `make data` runs this with any python3, before any install.
 FOLDER = "federated-regression"
 SENSORS = ("load", "speed", "temperature", "humidity")
-NOMINAL = np.array([50.0, 30.0, 20.0, 60.0])
-SPREAD = np.array([10.0, 5.0, 4.0, 10.0])
+NOMINAL = (50.0, 30.0, 20.0, 60.0)
+SPREAD = (10.0, 5.0, 4.0, 10.0)
 #: Effect of one standard deviation of each sensor on the power, and the power at nominal.
-EFFECT = np.array([3.0, -2.0, 1.5, 1.0])
+EFFECT = (3.0, -2.0, 1.5, 1.0)
 BASE_POWER = 10.0
 NOISE = 0.3
 VARYING = {"a": (0, 1), "b": (1, 2), "c": (2, 3)}
 SITE_RECORDS = 20_000
 HOLDOUT_PER_SITE = 2_000
 
-
-def draw(site: str, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """`count` sensor readings of `site`'s regime and their power."""
-    x = np.tile(NOMINAL, (count, 1))
-    for column in VARYING[site]:
-        x[:, column] = rng.normal(NOMINAL[column], SPREAD[column], count)
-    power = ((x - NOMINAL) / SPREAD) @ EFFECT + BASE_POWER + rng.normal(0.0, NOISE, count)
-    return x, power
+Row = list[float]
 
 
-def holdout(rng: np.random.Generator, per_site: int = HOLDOUT_PER_SITE) -> Iterator[list[float]]:
+def draw(site: str, rng: random.Random) -> Row:
+    """One sensor reading of `site`'s regime and its power (the last value)."""
+    x = [
+        rng.gauss(NOMINAL[j], SPREAD[j]) if j in VARYING[site] else NOMINAL[j]
+        for j in range(len(SENSORS))
+    ]
+    power = sum(e * (v - n) / s for e, v, n, s in zip(EFFECT, x, NOMINAL, SPREAD, strict=True))
+    return [*x, power + BASE_POWER + rng.gauss(0.0, NOISE)]
+
+
+def holdout(rng: random.Random, per_site: int = HOLDOUT_PER_SITE) -> Iterator[Row]:
     """Rows of the three regimes, interleaved."""
-    drawn = [draw(site, per_site, rng) for site in VARYING]
-    for index in range(per_site):
-        for x, power in drawn:
-            yield [*x[index], power[index]]
+    for _ in range(per_site):
+        for site in VARYING:
+            yield draw(site, rng)
 
 
-def write(path: Path, rows: Iterator[list[float]]) -> None:
+def write(path: Path, rows: Iterator[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         out = csv.writer(handle)
@@ -59,11 +61,10 @@ def write(path: Path, rows: Iterator[list[float]]) -> None:
 
 
 def generate(data_dir: Path, site_records: int = SITE_RECORDS, seed: int = 12) -> Path:
-    rng = np.random.default_rng(seed)
+    rng = random.Random(seed)
     folder = data_dir / FOLDER
     for site in VARYING:
-        x, power = draw(site, site_records, rng)
-        write(folder / f"site-{site}.csv", ([*row, y] for row, y in zip(x, power, strict=True)))
+        write(folder / f"site-{site}.csv", (draw(site, rng) for _ in range(site_records)))
     write(folder / "holdout.csv", holdout(rng))
     return folder
 

@@ -2,7 +2,13 @@
 
 from pathlib import Path
 
-from shared.config import AlgsConfig, ConnectionSettings, MonitoringConfig, StreamingConfig
+from shared.config import (
+    AlgsConfig,
+    ConnectionSettings,
+    FederatedConfig,
+    MonitoringConfig,
+    StreamingConfig,
+)
 from shared.config.usecase import IGNORED_KAFKA_KEYS
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
@@ -10,7 +16,8 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_t
 
 def test_every_props_key_is_documented():
     keys = StreamingConfig.known_keys() | AlgsConfig.known_keys() | MonitoringConfig.known_keys()
-    keys = (keys - {"algorithm.*"}) | {"algorithm.<param>"}
+    keys |= FederatedConfig.known_keys()
+    keys = (keys - {"algorithm.*", "aggregation.*"}) | {"algorithm.<param>", "aggregation.<param>"}
     missing = sorted(key for key in keys | set(IGNORED_KAFKA_KEYS) if f"`{key}`" not in DOC)
     assert missing == []
 
