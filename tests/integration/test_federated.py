@@ -213,3 +213,79 @@ async def test_federated_model_beats_each_site_alone(
         range(1, rounds + 1)
     )
     assert np.isfinite(federated_loss[0])
+
+
+def fit_rounds(state: ServerState) -> list[dict]:
+    return [entry for entry in state.history() if entry["phase"] == "fit"]
+
+
+def training_calls(log: Path) -> int:
+    """Flower's client logs each training request it receives."""
+    return log.read_text(errors="replace").count("Received: train message") if log.exists() else 0
+
+
+async def test_a_dead_client_does_not_block_a_round_and_a_restarted_server_resumes(
+    tmp_path: Path, connections: ConnectionSettings, unique: str, shares: Path
+):
+    rounds = 8
+    server, sites = make_federation(
+        tmp_path,
+        shares,
+        unique,
+        free_port(),
+        f"n.rounds={rounds}\nmin.n.clients=2\nround.timeout=20000\nround.interval=1500\n",
+        # slow enough training that a kill lands in the middle of it
+        site_props="local.epochs=20\n",
+    )
+    env = service_env(unique)
+    state = ServerState(sync_redis(connections), server.name)
+    victim_log = tmp_path / "train-c.log"
+    with ExitStack() as stack:
+        stack.enter_context(stored_sites(tmp_path, connections, sites, env))
+        await wait_for(lambda: stored(connections, unique, sites), "the records in InfluxDB")
+        for folder in sites[:2]:
+            stack.enter_context(process(["train", str(folder)], env, tmp_path / "train.log"))
+        victim = stack.enter_context(process(["train", str(sites[2])], env, victim_log))
+        server_args = ["federate", "server", str(server)]
+        first_server = process(server_args, env, tmp_path / "server.log")
+        server_process = first_server.__enter__()
+
+        # the third site dies in the middle of its training in round 2 (or later)
+        await wait_for(lambda: len(fit_rounds(state)) >= 1, "round 1")
+        before = training_calls(victim_log)
+        await wait_for(lambda: training_calls(victim_log) > before, "the victim's training")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        killed_at = len(fit_rounds(state)) + 1  # the round under way
+        await wait_for(lambda: len(fit_rounds(state)) >= killed_at, "the round it died in")
+        cut = fit_rounds(state)[killed_at - 1]
+        assert {client["client"] for client in cut["clients"]} == {f.name for f in sites[:2]}
+        assert cut["failures"] == 1  # and the round went on with the two others
+
+        # it rejoins at a later round
+        stack.enter_context(process(["train", str(sites[2])], env, victim_log))
+
+        def rejoined() -> bool:
+            return any(
+                sites[2].name in {client["client"] for client in entry["clients"]}
+                for entry in fit_rounds(state)[killed_at:]
+            )
+
+        await wait_for(rejoined, "the restarted site in a later round")
+
+        # the server is killed, then restarted: it resumes after the last completed round
+        server_process.send_signal(signal.SIGKILL)
+        server_process.wait()
+        first_server.__exit__(None, None, None)
+        saved = state.load()
+        assert saved is not None
+        done = len(fit_rounds(state))
+        stack.enter_context(process(server_args, env, tmp_path / "server-2.log"))
+        await wait_for(
+            lambda: (state.load() or saved).round == rounds, f"round {rounds}", seconds=120
+        )
+    numbers = [entry["round"] for entry in fit_rounds(state)]
+    # before the kill: 1..done; after: from the saved round on, never from 1 again
+    assert numbers[:done] == list(range(1, done + 1))
+    assert numbers[done:] == list(range(saved.round + 1, rounds + 1))
+    assert saved.round >= done - 1  # at most the round under way was lost
