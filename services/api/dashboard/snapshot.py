@@ -50,6 +50,7 @@ MODEL_FIELDS = (
     "positions",
     "lag_records",
     "lag_ms",
+    "round",
 )
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 

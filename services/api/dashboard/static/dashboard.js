@@ -271,6 +271,7 @@
     detail.replaceChildren();
     if (!model) return;
     const parts = [model.algorithm, model.mode,
+      model.round !== null && model.round !== undefined ? `federated round ${model.round}` : null,
       model.records_learned !== null ? `${fmt(model.records_learned)} records learned` : null,
       model.created_at ? `published ${ago(Date.now() / 1000 - model.created_at)}` : null];
     detail.append(element("div", parts.filter(Boolean).join(" · ")));
