@@ -131,7 +131,12 @@ def every_algorithm() -> list[tuple[str, dict[str, str]]]:
 def test_pickles_and_predicts_the_same_after(name: str, params: dict[str, str]) -> None:
     algorithm = build(name, params, None)
     rows = separable(300)
-    targets = {"river.tree.HoeffdingTreeRegressor": lambda y: 1.0 if y == "pos" else 0.0}
+
+    def as_number(y: str) -> float:
+        return 1.0 if y == "pos" else 0.0
+
+    regressors = ("river.tree.HoeffdingTreeRegressor", "FederatedLinearRegression", "MLPRegressor")
+    targets = dict.fromkeys(regressors, as_number)
     to_y = targets.get(name, lambda y: y)
     algorithm.learn_many([x for x, _ in rows], [to_y(y) for _, y in rows])
     restored = pickle.loads(pickle.dumps(algorithm))
@@ -149,7 +154,8 @@ def test_learn_one_and_predict_one_do_not_mutate_x(name: str, params: dict[str, 
     algorithm = build(name, params, None)
     for x, y in separable(30):
         frozen = copy.deepcopy(x)
-        label = (1.0 if y == "pos" else 0.0) if "Regressor" in name else y
+        regressor = "Regressor" in name or name == "FederatedLinearRegression"
+        label = (1.0 if y == "pos" else 0.0) if regressor else y
         algorithm.learn_one(x, label)
         algorithm.predict_one(x)
         assert x == frozen
