@@ -190,9 +190,9 @@ async def wait_ready(run: Run, processes: list, wait_s: float = 60) -> None:
                     if process.returncode is not None:
                         raise BenchmarkError(f"a service of {run.name} exited; see {run.log}")
                 beats = await read_heartbeats(redis, heartbeat_pattern())
-                mine = [b for b in beats if run.name in (b.get("usecases") or [])]
-                launchers = sum(b["service"] == "launcher" for b in mine)
-                trainers = sum(b["service"] == "trainer" for b in mine)
+                mine = [beat for beat in beats if run.name in beat.usecases]
+                launchers = sum(beat.service == "launcher" for beat in mine)
+                trainers = sum(beat.service == "trainer" for beat in mine)
                 if launchers >= run.launchers and trainers >= 1:
                     return
                 await asyncio.sleep(0.2)

@@ -6,6 +6,7 @@ integration suite would look green while testing nothing.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -16,6 +17,8 @@ from shared.clients.kafka import ensure_topics
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import ConnectionSettings
 from shared.errors import ServiceUnavailableError
+from shared.heartbeat import this_host
+from shared.wire.keys import heartbeat_pattern
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +50,38 @@ async def services_are_up(connections: ConnectionSettings, kafka_bootstrap: str)
         await redis.aclose()
         await influx.close()
         await elastic.close()
+
+
+@pytest.fixture(autouse=True)
+async def forget_dead_processes_heartbeats(connections: ConnectionSettings):
+    """After each test, the heartbeats of this host's processes that are gone (a test killed
+    them with SIGKILL: they could not say goodbye) are deleted instead of living out their TTL:
+    a later test's healthcheck of this host must see its own service, not a dead one's."""
+    yield
+    redis = connect_redis(connections)
+    try:
+        prefix = f"{heartbeat_pattern()[:-1]}"
+        host = this_host()
+        dead = []
+        async for key in redis.scan_iter(match=heartbeat_pattern(), count=500):
+            instance = key.decode().removeprefix(prefix).split(":", 1)[-1]
+            owner, _, pid = instance.rpartition("-")
+            if owner == host and pid.isdigit() and not _alive(int(pid)):
+                dead.append(key)
+        if dead:
+            await redis.delete(*dead)
+    finally:
+        await redis.aclose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture

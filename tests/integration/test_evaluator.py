@@ -63,6 +63,9 @@ async def test_the_kdd_run_leaves_metrics_alerts_models_and_log_files(
         assert expected <= {o["record_id"] for o in outputs}, log.read_text()[-3000:]
         counts = await wait_for_documents(connections, unique, 60)
         launcher = await launcher_heartbeat(connections, unique)
+        # the alert's retrain publishes a version the infoLog names (streaming versions, one a
+        # second, are not logged)
+        await wait_for_text(workdir / "logs" / unique / "infoLog", "model version", 60)
     assert counts["metrics"] > 0 and counts["batches"] > 0, counts
     assert counts["alerts"] > 0 and counts["detections"] > 0, counts
     assert counts["models"] > 0, counts
@@ -128,3 +131,9 @@ async def wait_for_documents(connections, usecase: str, wait_s: float) -> dict[s
         return counts
     finally:
         await client.close()
+
+
+async def wait_for_text(path, text: str, wait_s: float) -> None:
+    async with asyncio.timeout(wait_s):
+        while not (path.exists() and text in path.read_text()):  # noqa: ASYNC110 (a file)
+            await asyncio.sleep(0.2)

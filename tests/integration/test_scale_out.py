@@ -10,6 +10,7 @@ published at most about one publish interval apart; and two launchers are as acc
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 from contextlib import ExitStack
 from pathlib import Path
@@ -102,25 +103,31 @@ async def test_two_launchers_predict_with_versions_of_one_model_and_as_well_as_o
         position = meta["positions"].get(f"{topic}/{partition_of(output)}", 0)
         assert output["staleness"] == max(0, offset_of(output) - position), output
 
-    # each launcher owns one partition; at any moment, the versions they predict with were
-    # published at most about one publish interval apart (plus a batch in flight)
+    # each launcher owns one partition; whenever both predict at the same moment (within
+    # 50 ms), the versions they use were published at most about one publish interval apart
     by_partition = collections.defaultdict(list)
     for output in shared:
         if output["model_version"] is not None:
-            by_partition[partition_of(output)].append(
-                (output["timings"]["predicted"], versions[output["model_version"]]["created_at"])
-            )
+            created = versions[output["model_version"]]["created_at"]
+            by_partition[partition_of(output)].append((output["timings"]["predicted"], created))
     assert sorted(by_partition) == [0, 1]
-    gaps = []
-    for here, there in ((0, 1), (1, 0)):
-        other = sorted(by_partition[there])
-        for predicted, created in by_partition[here]:
-            earlier = [c for p, c in other if p <= predicted]
-            if earlier:
-                gaps.append(abs(created - earlier[-1]))
-    worst_gap_ms = max(gaps) * 1000
-    print(f"largest gap between the two launchers' versions: {worst_gap_ms:.0f} ms")
-    assert worst_gap_ms <= 2 * PUBLISH_MS + 250
+    others = sorted(by_partition[1])
+    gaps = [
+        abs(created - other_created) * 1000
+        for predicted, created in by_partition[0]
+        for other_predicted, other_created in others[
+            bisect.bisect_left(others, (predicted - 50,)) : bisect.bisect_right(
+                others, (predicted + 50, float("inf"))
+            )
+        ]
+    ]
+    assert gaps, "the two launchers never predicted at the same moment"
+    gaps.sort()
+    print(
+        f"gaps between the two launchers' versions: p50 {gaps[len(gaps) // 2]:.0f} ms, "
+        f"p99 {gaps[int(len(gaps) * 0.99)]:.0f} ms, max {gaps[-1]:.0f} ms over {len(gaps)} pairs"
+    )
+    assert max(gaps) <= PUBLISH_MS + 250
 
     one, two = accuracy(alone), accuracy(shared)
     print(f"accuracy: one launcher {one:.4f}, two launchers {two:.4f}")
