@@ -78,6 +78,32 @@ def make_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**settings)
 
 
+async def start_transactional(producer: AIOKafkaProducer, bootstrap: str) -> None:
+    """Start a producer made with a `transactional_id` and wait until the broker registered
+    it. Registering fences any earlier producer of that id and settles its open transaction
+    (committed if it was committing, else aborted), so read_committed readers then see all
+    that producer ever committed and nothing more.
+
+    aiokafka registers in the background; an empty transaction waits for it (and ends
+    without a request). A broker that cannot register it (e.g. a transaction log needing more
+    brokers than there are) would make it wait forever: bounded here.
+    """
+    await start_client(producer, bootstrap)
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await producer.begin_transaction()
+            await producer.abort_transaction()
+    except TimeoutError as error:
+        await _quietly_close(producer)
+        raise ServiceUnavailableError(
+            "Kafka",
+            bootstrap,
+            f"no transactional producer id within {SEND_TIMEOUT_S:g} s (on a single broker, "
+            "transaction.state.log.replication.factor and transaction.state.log.min.isr "
+            "must be 1)",
+        ) from error
+
+
 def make_consumer(bootstrap: str, group_id: str | None, *topics: str, **options: Any):
     """A consumer that starts at the earliest offset, leaves commits to the caller, and reads
     committed data only (the producer and the launcher write in transactions: what an aborted
