@@ -95,6 +95,15 @@ class LineSource:
                 break
         return chunk
 
+    def skip_through(self, number: int) -> Line | None:
+        """Pass over the lines an earlier run sent, up to line `number`; return the first
+        non-blank line numbered `number` or more (None: the file ends before). That line is
+        consumed even when it is past `number`: the file then changed, and the caller stops."""
+        for line in self._lines:
+            if line.number >= number:
+                return line
+        return None
+
     def fraction_read(self) -> float:
         """How far through the file we are (0..1), by bytes of the file on disk.
 

@@ -128,3 +128,21 @@ def test_the_file_is_streamed_not_loaded(tmp_path):
     with LineSource(path) as source:
         source.read(10)
         assert source.fraction_read() < 0.05
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_skip_through_passes_over_the_sent_lines_and_returns_the_last_one(tmp_path, compress):
+    path = tmp_path / "d.csv.gz"
+    path.write_bytes(gzip.compress(TEXT) if compress else TEXT)
+    with LineSource(path, skip_header=True) as source:
+        assert source.skip_through(4) == Line(4, b"2,b")
+        assert list(source) == [Line(7, "3,été".encode()), Line(8, b"4,d")]
+
+
+def test_skip_through_a_blank_line_returns_the_next_line_and_past_the_end_none(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(TEXT)
+    with LineSource(path) as source:
+        assert source.skip_through(5) == Line(7, "3,été".encode())  # 5 and 6 are blank
+    with LineSource(path) as source:
+        assert source.skip_through(9) is None
