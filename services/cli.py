@@ -116,9 +116,11 @@ def _check(service: str) -> None:
     raise typer.Exit(code=0 if healthy else 1)
 
 
-def _serve(refs: list[str] | None, module: str, service: str, check: bool) -> None:
-    """Load the use cases, then run the service module's `run(usecases)` until stopped; or,
-    with --check, say whether this host's instance is healthy."""
+def _serve(
+    refs: list[str] | None, module: str, service: str, check: bool, **options: object
+) -> None:
+    """Load the use cases, then run the service module's `run(usecases, **options)` until
+    stopped; or, with --check, say whether this host's instance is healthy."""
     import asyncio
     import importlib
 
@@ -128,15 +130,26 @@ def _serve(refs: list[str] | None, module: str, service: str, check: bool) -> No
     loaded = _load_all(refs or [])
     runner = importlib.import_module(module)
     try:
-        asyncio.run(runner.run(loaded))
+        asyncio.run(runner.run(loaded, **options))
     except StreamerError as error:
         raise _fail(error) from None
 
 
+FromStart = Annotated[
+    bool,
+    typer.Option(
+        "--from-start",
+        help="Replay each datafile from its first line, even the lines its topics already hold.",
+    ),
+]
+
+
 @app.command()
-def produce(usecases: ServiceUseCases = None, check: Check = False) -> None:
-    """Replay each use case's datafile into its Kafka topic(s)."""
-    _serve(usecases, "services.producer", "producer", check)
+def produce(
+    usecases: ServiceUseCases = None, check: Check = False, from_start: FromStart = False
+) -> None:
+    """Replay each use case's datafile into its Kafka topic(s), after the last line they hold."""
+    _serve(usecases, "services.producer", "producer", check, from_start=from_start)
 
 
 @app.command()

@@ -1,9 +1,25 @@
 """Replay one use case's lines into its topics at the pace of its producerType.
 
 Lines are packed into record batches per topic (one partition per block, round-robin when the
-topic has several), and only count as sent once the broker acknowledged them, within a
-timeout: a dead broker is an error, never a hang, and the counters never claim a record the
-broker does not have.
+topic has several), and only count as sent once the broker committed them, within a timeout:
+a dead broker is an error, never a hang, and the counters never claim a record the broker
+does not have.
+
+Restart-safe, even after a SIGKILL, without sending a line twice: the producer is
+transactional (one transactional id per use case and source, which also fences a zombie
+producer of the same source) and sends one block per transaction (FAST: one group of chunks,
+pipelined inside it), strictly one transaction after the other. So the committed content of
+all partitions of all topics is always a prefix of the block sequence, and a restart continues
+after the highest line of the committed tails (services/producer/position.py). Why not:
+- a position written to Redis after each acknowledgement: a kill between the acknowledgement
+  and the write sends that block again;
+- the tails of a non-transactional topic: with blocks round-robin over partitions and several
+  in flight, each partition's tail does not say which blocks of the other partitions were
+  lost; and reading what landed cannot be exact anyway, since a produce request of the killed
+  process may still be appended after the restart looked (nothing fences it). Registering the
+  transactional id settles the predecessor's open transaction before the tails are read.
+The cost: a commit per block, and FAST pauses its pipeline at each commit (benchmarks/producer.py
+measures it; the figures are in docs/pipeline.md).
 """
 
 from __future__ import annotations
@@ -14,12 +30,17 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    RecordTooLargeError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
@@ -32,6 +53,7 @@ from services.producer.pacing import (
     parse_timestamp_ms,
     record_limit,
 )
+from services.producer.position import FROM_START, Resume
 from services.producer.progress import Tracker
 from services.producer.source import Line, LineSource
 from shared.clients.kafka import MAX_MESSAGE_BYTES, SEND_TIMEOUT_S
@@ -46,7 +68,9 @@ log = logging.getLogger("producer")
 Headers = list[tuple[str, bytes]]
 FAST_CHUNK = 1000  # FAST: lines enqueued before yielding to the loop
 FAST_CHUNKS_IN_FLIGHT = 4  # FAST: chunks sent while the oldest one's acks come back
+FAST_CHUNKS_PER_TRANSACTION = 20  # FAST: chunks committed together (a commit stalls the pipe)
 FAST_BATCH_BYTES = 512 * 1024  # FAST without batch.size: fewer, larger produce requests
+ABORT_TIMEOUT_S = 5.0
 TIMESTAMP_ACK_EVERY = 1000  # TIMESTAMP: most due records sent before their acks are awaited
 
 
@@ -110,6 +134,7 @@ class Plan:
     name: str
     column: GroupOf | None = None  # the group / timestamp column, for the modes that need it
     topics: tuple[str, ...] = field(default=())
+    resume: Resume = FROM_START  # where the topics end: set once they were read
 
     @property
     def config(self) -> StreamingConfig:
@@ -231,53 +256,113 @@ class Replay:
             await self._send(due)
 
     async def _fast(self) -> None:
-        """No pacing: chunks of lines are enqueued while earlier chunks' acks come back."""
+        """No pacing: chunks of lines go out while earlier chunks' acknowledgements come back,
+        FAST_CHUNKS_PER_TRANSACTION chunks per transaction."""
+        chunks = self._fast_chunks()
+        while await self._transact(itertools.islice(chunks, FAST_CHUNKS_PER_TRANSACTION)):
+            self.tracker.update(self.stats.records_sent, self._fraction())
+
+    def _fast_chunks(self) -> Iterator[list[Line]]:
+        """FAST's chunks of lines, up to maxBlocks x recordsPerBlock lines; none after a stop."""
         limit = record_limit(self.config.max_blocks, self.config.records_per_block)
-        in_flight: deque[list[Sent]] = deque()
         read = 0
         self.stats.outcome = "end of file"
-        try:
-            while True:
-                if self.stop.is_set():
-                    self.stats.outcome = "stopped"
-                    break
-                wanted = FAST_CHUNK if limit is None else min(FAST_CHUNK, limit - read)
-                if wanted <= 0:
-                    self.stats.outcome = "maxBlocks reached"
-                    break
-                chunk = self.plan.source.read(wanted)
-                if not chunk:
-                    break
-                read += len(chunk)
-                in_flight.append(await self._enqueue(chunk))
-                if len(in_flight) >= FAST_CHUNKS_IN_FLIGHT:
-                    await self._acknowledged(in_flight[0])
-                    in_flight.popleft()
-                    self.tracker.update(self.stats.records_sent, self._fraction())
-                else:
-                    await asyncio.sleep(0)  # let the sender and the signal handlers run
-            while in_flight:
-                await self._acknowledged(in_flight[0])
-                in_flight.popleft()
-        finally:
-            for sent in in_flight:
-                _forget(sent)
+        while True:
+            if self.stop.is_set():
+                self.stats.outcome = "stopped"
+                return
+            wanted = FAST_CHUNK if limit is None else min(FAST_CHUNK, limit - read)
+            if wanted <= 0:
+                self.stats.outcome = "maxBlocks reached"
+                return
+            chunk = self.plan.source.read(wanted)
+            if not chunk:
+                return
+            read += len(chunk)
+            yield chunk
 
     # -- sending ---------------------------------------------------------------------------
 
     async def _send(self, lines: list[Line]) -> None:
-        """Send lines to every topic and wait until the broker acknowledged all of them."""
-        await self._acknowledged(await self._enqueue(lines))
+        """Send one block to every topic, in a transaction of its own."""
+        await self._transact([lines])
         self.tracker.update(self.stats.records_sent, self._fraction())
+
+    async def _transact(self, chunks: Iterable[list[Line]]) -> int:
+        """Send the chunks in one transaction, each to the next partition of every topic, up
+        to FAST_CHUNKS_IN_FLIGHT of them unacknowledged; commit once all are acknowledged.
+        Only then do their lines count as sent. Returns how many chunks were committed."""
+        in_flight: deque[list[Sent]] = deque()
+        done: list[list[Line]] = []
+        try:
+            for chunk in chunks:
+                if not done:
+                    await self._begin()
+                done.append(chunk)
+                in_flight.append(await self._enqueue(chunk))
+                if len(in_flight) >= FAST_CHUNKS_IN_FLIGHT:
+                    await self._acknowledged(in_flight.popleft())
+                else:
+                    await asyncio.sleep(0)  # let the sender and the signal handlers run
+            while in_flight:
+                await self._acknowledged(in_flight.popleft())
+            if done:
+                await self._commit(done)
+        except BaseException:
+            for sent in in_flight:
+                _forget(sent)
+            if done:
+                await self._abort()
+            raise
+        self.stats.records_sent += sum(len(chunk) for chunk in done)
+        self.stats.blocks += len(done)
+        return len(done)
+
+    async def _begin(self) -> None:
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await self.producer.begin_transaction()
+        except TimeoutError as error:
+            reason = f"no transactional producer id within {SEND_TIMEOUT_S:g} s"
+            raise self._unavailable(reason) from error
+
+    async def _commit(self, chunks: list[list[Line]]) -> None:
+        lines = [chunks[0][0], chunks[-1][-1]]
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await self.producer.commit_transaction()
+        except TimeoutError as error:
+            raise self._unavailable(
+                f"no commit within {SEND_TIMEOUT_S:g} s for lines "
+                f"{lines[0].number}-{lines[-1].number}"
+            ) from error
+        except KafkaError as error:
+            raise self._refused(lines, None, error) from error
+
+    async def _abort(self) -> None:
+        """After a failure, best effort and bounded: abort the open transaction once the
+        batches in flight settled (aborting before them would let a late batch open a
+        transaction nobody ends); else the broker aborts it after its transaction timeout,
+        and a restarted producer at once."""
+        try:
+            async with asyncio.timeout(ABORT_TIMEOUT_S):
+                await self.producer.flush()
+                await self.producer.abort_transaction()
+        except Exception:  # already failing: the first error is the one to report
+            log.debug(f"{self.stats.usecase}: transaction not aborted", exc_info=True)
 
     async def _partition(self, topic: str) -> int:
         """Where the next block goes. One partition: the file's order is the topic's order.
         Several (launchers scaled out share them): blocks go round-robin, starting where the
-        default partitioner (murmur2, as the Java client) puts our constant key; each partition
-        keeps the file's order."""
+        default partitioner (murmur2, as the Java client) puts our constant key, or after the
+        partition of the last block a previous run committed; each partition keeps the file's
+        order."""
         if topic not in self._partitions:
             available = sorted(await self.producer.partitions_for(topic))
-            start = available.index(DefaultPartitioner()(self.key, available, available))
+            first = self.plan.resume.next_partition.get(topic)
+            if first not in available:  # not a restart: where the partitioner puts our key
+                first = DefaultPartitioner()(self.key, available, available)
+            start = available.index(first)
             self._partitions[topic] = itertools.cycle(available[start:] + available[:start])
         return next(self._partitions[topic])
 
@@ -331,8 +416,7 @@ class Replay:
         sent.append(Sent(topic, lines[first:], future))
 
     async def _acknowledged(self, sent: list[Sent]) -> None:
-        """Wait (bounded) until the broker acknowledged every batch; only then do their lines
-        count as sent."""
+        """Wait (bounded) until the broker acknowledged every batch."""
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 results = await asyncio.gather(*(s.future for s in sent), return_exceptions=True)
@@ -345,8 +429,6 @@ class Replay:
         for batch, result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
                 raise self._refused(batch.lines, batch.topic, result) from result
-        self.stats.records_sent += sum(len(s.lines) for s in sent) // len(self.plan.topics)
-        self.stats.blocks += 1
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -385,7 +467,12 @@ class Replay:
         first, last = lines[0].number, lines[-1].number
         which = f"line {first}" if first == last else f"lines {first}-{last}"
         hint = ""
-        if isinstance(error, MessageSizeTooLargeError | RecordTooLargeError):
+        if isinstance(error, ProducerFenced):
+            hint = (
+                " (another producer of this use case and source started: it took over, this "
+                "one stops)"
+            )
+        elif isinstance(error, MessageSizeTooLargeError | RecordTooLargeError):
             biggest = max(len(line.value) for line in lines)
             hint = (
                 f" (largest line: {biggest:,} bytes; the broker's message.max.bytes, or the "

@@ -1,8 +1,9 @@
 """The producer service: replay each use case's data file into all of its input topics.
 
 One task per use case. Every data file is opened before anything connects, so a bad path
-fails at once; SIGTERM/SIGINT stop the reading, let in-flight sends finish and flush the
-producer; each use case logs one summary line, whatever happened.
+fails at once; a use case continues after the last line its topics hold (from the first with
+`from_start`); SIGTERM/SIGINT stop the reading, let the block in flight be committed and flush
+the producer; each use case logs one summary line, whatever happened.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from services.producer.pacing import first_field
+from services.producer.position import PositionError, check_resumed_line, resume_point
 from services.producer.progress import ProgressBoard, Tracker
 from services.producer.replay import (
     FAST_BATCH_BYTES,
@@ -27,7 +29,8 @@ from services.producer.replay import (
     Replay,
 )
 from services.producer.source import LineSource, source_name
-from shared.clients.kafka import ensure_topics, make_producer, start_client
+from services.producer.tails import committed_tails
+from shared.clients.kafka import ensure_topics, make_producer, start_transactional
 from shared.config import ProducerType, UseCase
 from shared.config.live import LiveConfig
 from shared.config.models import StreamingConfig
@@ -40,7 +43,16 @@ log = logging.getLogger("producer")
 CLOSE_TIMEOUT_S = 15.0
 FINISHED = frozenset({"end of file", "maxBlocks reached", "stopped"})
 
-__all__ = ["Plan", "ProducerError", "ProducerStats", "prepare", "prepare_all", "produce_all", "run"]
+__all__ = [
+    "Plan",
+    "ProducerError",
+    "ProducerStats",
+    "prepare",
+    "prepare_all",
+    "produce_all",
+    "resume",
+    "run",
+]
 
 
 def prepare(usecase: UseCase) -> Plan:
@@ -98,22 +110,73 @@ def producer_options(config: StreamingConfig) -> dict[str, Any]:
     return options
 
 
+def transactional_id(usecase: str, source: str) -> str:
+    """One per use case and source: a restarted producer fences its predecessor."""
+    return f"streamer-producer:{usecase}:{source}"
+
+
+async def resume(plan: Plan, producer: AIOKafkaProducer, from_start: bool = False) -> None:
+    """Continue after the last line the topics hold: pass over the lines already sent, after
+    checking that the file still has that line, unchanged. Call once the producer is started
+    (registering its transactional id settles what the topics hold)."""
+    usecase, datafile = plan.usecase.name, plan.config.datafile
+    again = "`streamer produce --from-start` replays it from the first line"
+    if from_start:
+        log.info(f"{usecase}: replaying {datafile} from the first line (--from-start)")
+        return
+    partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in plan.topics}
+    try:
+        tails = await committed_tails(
+            plan.usecase.bootstrap_servers, partitions, plan.name.encode()
+        )
+        position = resume_point(tails, partitions)
+    except PositionError as error:
+        raise ProducerError(
+            f"{usecase}: cannot tell how far {datafile} was replayed: {error}. {again} "
+            "(lines the topics hold are sent again)"
+        ) from error
+    if position.line == 0:
+        return
+    problem = check_resumed_line(position, plan.source.skip_through(position.line))
+    if problem:
+        raise ProducerError(
+            f"{usecase}: {datafile} changed since it was replayed: {problem}. {again} "
+            "(lines the topics hold are sent again)"
+        )
+    plan.resume = position
+    log.info(
+        f"{usecase}: continuing after line {position.line} of {datafile}, the last line "
+        f"{', '.join(plan.topics)} hold",
+        extra={"usecase": usecase, "line": position.line},
+    )
+
+
 async def produce_usecase(
-    plan: Plan, stop: asyncio.Event, tracker: Tracker, redis: Redis | None = None
+    plan: Plan,
+    stop: asyncio.Event,
+    tracker: Tracker,
+    redis: Redis | None = None,
+    from_start: bool = False,
 ) -> ProducerStats:
-    """Connect, create the topics, replay; always logs one summary line, whatever happened."""
+    """Connect, create the topics, find where to continue, replay; always logs one summary
+    line, whatever happened."""
     usecase, config = plan.usecase, plan.config
     bootstrap = usecase.bootstrap_servers
     stats = ProducerStats(usecase.name, plan.name, config.producer_type.value, plan.topics)
-    producer = make_producer(bootstrap, **producer_options(config))
+    producer = make_producer(
+        bootstrap,
+        transactional_id=transactional_id(usecase.name, plan.name),
+        **producer_options(config),
+    )
     started = time.monotonic()
     try:
         try:
-            await start_client(producer, bootstrap)
+            await start_transactional(producer, bootstrap)
         except ServiceUnavailableError as error:
             raise ProducerError(f"{usecase.name}: {error}") from error
         try:
             await ensure_topics(bootstrap, plan.topics, partitions=usecase.topic_partitions)
+            await resume(plan, producer, from_start)
             log.info(
                 f"{usecase.name}: replaying {config.datafile} into {', '.join(plan.topics)}",
                 extra={"usecase": usecase.name, "mode": stats.mode, "topics": list(plan.topics)},
@@ -152,9 +215,11 @@ async def produce_all(
     stop: asyncio.Event | None = None,
     progress: bool | None = None,
     redis: Redis | None = None,
+    from_start: bool = False,
 ) -> list[ProducerStats]:
-    """Replay every plan in parallel. Without a `stop` event given, SIGTERM and SIGINT set one.
-    With `redis`, run-time pacing overrides are followed (shared/config/live.py).
+    """Replay every plan in parallel, each after the last line its topics hold (`from_start`:
+    from the first line). Without a `stop` event given, SIGTERM and SIGINT set one. With
+    `redis`, run-time pacing overrides are followed (shared/config/live.py).
 
     The first failure cancels the other use cases (each still flushes and logs its summary)
     and is raised as one ProducerError listing every failure.
@@ -167,7 +232,9 @@ async def produce_all(
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(
-                        produce_usecase(plan, stop, board.track(plan.usecase.name), redis)
+                        produce_usecase(
+                            plan, stop, board.track(plan.usecase.name), redis, from_start
+                        )
                     )
                     for plan in plans
                 ]
@@ -184,8 +251,13 @@ async def produce_all(
             plan.source.close()
 
 
-async def run(usecases: Sequence[UseCase], progress: bool | None = None) -> list[ProducerStats]:
-    """`streamer produce`: check every data file first (no Kafka yet), then replay them all."""
+async def run(
+    usecases: Sequence[UseCase], progress: bool | None = None, from_start: bool = False
+) -> list[ProducerStats]:
+    """`streamer produce`: check every data file first (no Kafka yet), then replay them all,
+    each after the last line its topics hold (`from_start`: from the first line)."""
     plans = prepare_all(usecases)
     async with heartbeating("producer", usecases) as heartbeat:
-        return await produce_all(plans, progress=progress, redis=heartbeat.redis)
+        return await produce_all(
+            plans, progress=progress, redis=heartbeat.redis, from_start=from_start
+        )

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.producer.replay import ProducerError, ProducerStats
 from services.producer.service import prepare, produce_all
-from shared.clients.kafka import ensure_topics, start_client
+from shared.clients.kafka import ensure_topics, make_consumer, start_client
 from shared.config import ConnectionSettings, load_usecase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,8 +51,12 @@ async def produce(folder: Path) -> ProducerStats:
     return stats
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of a topic, from the beginning to its end offsets (so extras would show)."""
+async def read_topic(bootstrap: str, topic: str, expected: int) -> list[Any]:
+    """Every committed record of a topic, duplicates included: from the beginning until
+    `expected` records arrived, then on to the end offsets of that moment, so extras show.
+
+    Waits for `expected` first: a producer's last commit is acknowledged before the broker
+    has marked every partition, and until then read_committed readers do not see it."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await start_client(admin, bootstrap)
     try:
@@ -59,22 +64,32 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     finally:
         await admin.close()
     partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = make_consumer(bootstrap, None, isolation_level="read_committed")
     await start_client(consumer, bootstrap)
+    records: list[Any] = []
+
+    async def take(*tps: TopicPartition) -> None:
+        for batch in (await consumer.getmany(*tps, timeout_ms=200, max_records=5000)).values():
+            records.extend(batch)
+
     try:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        ends = await consumer.end_offsets(partitions)
-        total = sum(ends[tp] - starts[tp] for tp in partitions)
-        records: list[Any] = []
-        async with asyncio.timeout(15):
-            while len(records) < total:
-                for batch in (await consumer.getmany(timeout_ms=500)).values():
-                    records.extend(batch)
+        async with asyncio.timeout(20):
+            while len(records) < expected:
+                await take()
+            ends = await consumer.end_offsets(partitions)
+            for tp in partitions:
+                while await consumer.position(tp) < ends[tp]:
+                    await take(tp)
         return records
     finally:
         await consumer.stop()
+
+
+def record_ids(records: list[Any]) -> Counter[str]:
+    """How many times each record-id is in `records`."""
+    return Counter(dict(r.headers)["record-id"].decode() for r in records)
 
 
 def line_number(record: Any) -> int:
@@ -130,7 +145,7 @@ async def test_block_mode_delivers_every_line_once_per_topic_in_order(
     assert (stats.records_sent, stats.blocks, stats.blank_lines) == (45, 5, 4)
     assert stats.outcome == "end of file"
     for topic in topics:
-        check_topic(await read_topic(kafka_bootstrap, topic), rows, "sensor")
+        check_topic(await read_topic(kafka_bootstrap, topic, len(rows)), rows, "sensor")
 
 
 async def test_block_by_group_mode_delivers_every_line_including_the_last_group(
@@ -151,7 +166,7 @@ async def test_block_by_group_mode_delivers_every_line_including_the_last_group(
     stats = await produce(folder)
     assert (stats.records_sent, stats.blocks) == (33, 4 * 2 + 2)  # 7 = 4 + 3 per group; 5 = 4 + 1
     for topic in topics:
-        check_topic(await read_topic(kafka_bootstrap, topic), rows, "engines")
+        check_topic(await read_topic(kafka_bootstrap, topic, len(rows)), rows, "engines")
 
 
 async def test_fast_mode_delivers_a_gzip_file_once_per_topic_in_order(
@@ -170,7 +185,7 @@ async def test_fast_mode_delivers_a_gzip_file_once_per_topic_in_order(
     stats = await produce(folder)
     assert (stats.records_sent, stats.blank_lines) == (20_000, 2_000)
     for topic in topics:
-        check_topic(await read_topic(kafka_bootstrap, topic), rows, "bulk")
+        check_topic(await read_topic(kafka_bootstrap, topic, len(rows)), rows, "bulk")
 
 
 async def test_timestamp_mode_delivers_every_line(tmp_path, kafka_bootstrap, unique):
@@ -189,7 +204,7 @@ async def test_timestamp_mode_delivers_every_line(tmp_path, kafka_bootstrap, uni
     assert 0.25 < time.monotonic() - started < 10  # 29 gaps of 10 ms, loosely
     assert (stats.records_sent, stats.bad_timestamps) == (31, 1)
     rows = [(number, line.encode()) for number, line in enumerate(lines, start=1)]
-    check_topic(await read_topic(kafka_bootstrap, unique), rows, "clock")
+    check_topic(await read_topic(kafka_bootstrap, unique, len(rows)), rows, "clock")
 
 
 async def test_a_one_megabyte_line_gets_through(tmp_path, kafka_bootstrap, unique):
@@ -200,7 +215,7 @@ async def test_a_one_megabyte_line_gets_through(tmp_path, kafka_bootstrap, uniqu
     )
     stats = await produce(folder)
     assert stats.records_sent == 3
-    records = sorted(await read_topic(kafka_bootstrap, unique), key=line_number)
+    records = sorted(await read_topic(kafka_bootstrap, unique, 3), key=line_number)
     assert [r.value for r in records] == [b"a,1", big, b"b,2"]
 
 
@@ -227,7 +242,9 @@ async def test_use_cases_run_in_parallel_and_one_failure_stops_them_all(
     plans = [prepare(load_usecase(folder, ConnectionSettings())) for folder in (fast, slow)]
     results = await produce_all(plans, stop=asyncio.Event(), progress=False)
     assert [stats.records_sent for stats in results] == [20, 20]
-    check_topic(await read_topic(kafka_bootstrap, f"{unique}-a"), rows, "a", partitions=1)
+    check_topic(
+        await read_topic(kafka_bootstrap, f"{unique}-a", len(rows)), rows, "a", partitions=1
+    )
 
     plans = [prepare(load_usecase(folder, ConnectionSettings())) for folder in (slow, broken)]
     started = time.monotonic()
@@ -285,7 +302,7 @@ async def test_sigterm_flushes_and_every_reported_record_is_in_the_topic(
     assert any(entry["msg"].startswith("SIGTERM: stopping") for entry in logs)
     sent = summary["records_sent"]
     assert 10 <= sent < 300
-    check_topic(await read_topic(kafka_bootstrap, unique), rows[:sent], "slow", partitions=1)
+    check_topic(await read_topic(kafka_bootstrap, unique, sent), rows[:sent], "slow", partitions=1)
 
 
 async def test_a_dead_broker_is_a_clear_error_and_a_nonzero_exit(tmp_path, unique):

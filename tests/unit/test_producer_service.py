@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from services.producer import replay as replay_module
+from services.producer.position import FROM_START, Resume, Tail
 from services.producer.progress import Tracker
 from services.producer.replay import Plan, ProducerError, ProducerStats, Replay
 from services.producer.service import prepare, prepare_all, producer_options
@@ -66,9 +67,30 @@ class FakeProducer:
         self.topics: dict[str, list[tuple[bytes, bytes, dict[str, bytes]]]] = defaultdict(list)
         self.batches = 0
         self.batch_values: dict[str, list[list[bytes]]] = defaultdict(list)
+        self.partitions: dict[str, list[int]] = defaultdict(list)  # per batch sent
+        self.aborted = 0
+
+        self.transactions: list[list[bytes]] = []  # per committed transaction: its values
+        self._open: list[bytes] | None = None
 
     def create_batch(self) -> FakeBatch:
         return FakeBatch(self.capacity)
+
+    async def begin_transaction(self) -> None:
+        assert self._open is None, "a transaction is already open"
+        self._open = []
+
+    async def commit_transaction(self) -> None:
+        assert self._open is not None
+        self.transactions.append(self._open)
+        self._open = None
+
+    async def abort_transaction(self) -> None:
+        self._open = None
+        self.aborted += 1
+
+    async def flush(self) -> None:
+        pass
 
     async def partitions_for(self, topic: str) -> set[int]:
         return {0, 1, 2}
@@ -76,11 +98,14 @@ class FakeProducer:
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         self.batches += 1
+        self.partitions[topic].append(partition)
         if self.hang:
             return future
         if topic == self.fail:
             future.set_exception(MessageSizeTooLargeError())
         else:
+            assert self._open is not None, "sent outside a transaction"
+            self._open.extend(value for _, value, _ in batch.records)
             self.topics[topic].extend(batch.records)
             self.batch_values[topic].append([value for _, value, _ in batch.records])
             future.set_result(None)
@@ -108,8 +133,11 @@ class FakeClockReplay(Replay):
         return self.stop.is_set()
 
 
-async def replay(usecase, producer: FakeProducer, stop_after: int | None = None):
+async def replay(
+    usecase, producer: FakeProducer, stop_after: int | None = None, resume: Resume = FROM_START
+):
     plan = prepare(usecase)
+    plan.resume = resume
     stats = ProducerStats(usecase.name, plan.name, usecase.streaming.producer_type, plan.topics)
     runner = FakeClockReplay(
         plan, producer, asyncio.Event(), stats, Tracker(None, None), stop_after=stop_after
@@ -205,6 +233,44 @@ async def test_fast_mode_sends_everything_in_order_in_batches(tmp_path, monkeypa
     ids = [h["record-id"] for _, _, h in producer.topics["in2"]]
     assert ids == [b"data:%d" % i for i in range(1, 2_501)]
     assert (stats.records_sent, stats.blocks, runner.waits) == (2_500, 25, [])
+
+
+async def test_each_block_is_one_transaction_holding_it_for_every_topic(tmp_path):
+    rows = write_lines(tmp_path / "data.csv", 7)
+    usecase = make_usecase(tmp_path, "../data.csv", recordsPerBlock=3)
+    producer = FakeProducer(capacity=2)  # a block spans several batches
+    await replay(usecase, producer)
+    blocks = [rows[0:3], rows[3:6], rows[6:7]]
+    assert producer.transactions == [block + block for block in blocks]  # in1, then in2
+
+
+async def test_fast_mode_commits_groups_of_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(replay_module, "FAST_CHUNK", 10)
+    monkeypatch.setattr(replay_module, "FAST_CHUNKS_PER_TRANSACTION", 3)
+    rows = write_lines(tmp_path / "data.csv", 75)
+    usecase = make_usecase(tmp_path, "../data.csv", producerType="FAST", mainTopic="in")
+    producer = FakeProducer(capacity=100)
+    stats, _ = await replay(usecase, producer)
+    assert producer.transactions == [rows[0:30], rows[30:60], rows[60:75]]
+    assert (stats.records_sent, stats.blocks) == (75, 8)
+
+
+async def test_a_resumed_replay_goes_on_with_the_round_robin_after_the_last_block(tmp_path):
+    write_lines(tmp_path / "data.csv", 6)
+    usecase = make_usecase(tmp_path, "../data.csv", recordsPerBlock=2)
+    producer = FakeProducer()
+    resume = Resume(0, Tail("in1", 1, 9, 0, b""), {"in1": 2, "in2": 0})
+    await replay(usecase, producer, resume=resume)
+    assert producer.partitions == {"in1": [2, 0, 1], "in2": [0, 1, 2]}
+
+
+async def test_a_refused_block_aborts_its_transaction_and_counts_nothing(tmp_path):
+    write_lines(tmp_path / "data.csv", 5)
+    usecase = make_usecase(tmp_path, "../data.csv", recordsPerBlock=3)
+    producer = FakeProducer(fail="in2")
+    with pytest.raises(ProducerError):
+        await replay(usecase, producer)
+    assert (producer.transactions, producer.aborted) == ([], 1)
 
 
 async def test_max_blocks_caps_fast_mode_at_max_blocks_times_records_per_block(tmp_path):
