@@ -66,7 +66,7 @@ async def test_a_faster_pace_set_at_run_time_takes_effect(
 async def read_all(bootstrap: str, topic: str, expected: int) -> int:
     from shared.clients.kafka import make_consumer, start_client
 
-    consumer = make_consumer(bootstrap, None, topic)
+    consumer = make_consumer(bootstrap, None, topic, isolation_level="read_committed")
     await start_client(consumer, bootstrap)
     count = 0
     try:
