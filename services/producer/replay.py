@@ -99,6 +99,7 @@ class ProducerStats:
     mode: str
     topics: tuple[str, ...]
     records_sent: int = 0
+    resumed_after: int = 0  # the last line an earlier run had committed (0: from the start)
     blank_lines: int = 0
     blocks: int = 0
     bad_timestamps: int = 0
@@ -110,10 +111,15 @@ class ProducerStats:
     def records_per_s(self) -> float:
         return self.records_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    @property
+    def _after(self) -> str:
+        return f" after line {self.resumed_after:,}" if self.resumed_after else ""
+
     def summary(self) -> str:
         return (
             f"{self.usecase}: {self.records_sent:,} records of {self.source} sent to "
-            f"{', '.join(self.topics)} in {self.elapsed_s:.1f} s ({self.records_per_s:,.0f}/s), "
+            f"{', '.join(self.topics)}{self._after} in {self.elapsed_s:.1f} s "
+            f"({self.records_per_s:,.0f}/s), "
             f"{self.blocks:,} blocks, {self.blank_lines:,} blank lines skipped; {self.outcome}"
         )
 

@@ -177,6 +177,7 @@ async def produce_usecase(
         try:
             await ensure_topics(bootstrap, plan.topics, partitions=usecase.topic_partitions)
             await resume(plan, producer, from_start)
+            stats.resumed_after = plan.resume.line
             log.info(
                 f"{usecase.name}: replaying {config.datafile} into {', '.join(plan.topics)}",
                 extra={"usecase": usecase.name, "mode": stats.mode, "topics": list(plan.topics)},

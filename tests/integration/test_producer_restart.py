@@ -218,6 +218,7 @@ async def test_a_graceful_stop_then_a_restart_continues_and_from_start_replays(
     assert first["outcome"] == "stopped" and 20 <= first["records_sent"] < 300
 
     second = await run_producer(folder, kafka_bootstrap)
+    assert second["resumed_after"] == rows[first["records_sent"] - 1][0]
     assert (second["records_sent"], second["outcome"]) == (
         300 - first["records_sent"],
         "end of file",
@@ -226,9 +227,10 @@ async def test_a_graceful_stop_then_a_restart_continues_and_from_start_replays(
 
     third = await run_producer(folder, kafka_bootstrap)  # nothing left to send
     assert (third["records_sent"], third["outcome"]) == (0, "end of file")
+    assert third["resumed_after"] == rows[-1][0]
 
     again = await run_producer(folder, kafka_bootstrap, "--from-start")
-    assert again["records_sent"] == 300
+    assert (again["records_sent"], again["resumed_after"]) == (300, 0)
     counts = record_ids(await read_topic(kafka_bootstrap, unique, 600))
     assert counts == {f"slow:{number}": 2 for number, _ in rows}
 
