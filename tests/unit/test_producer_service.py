@@ -375,3 +375,18 @@ def test_a_broken_records_py_is_reported_for_the_modes_that_read_a_column(tmp_pa
     plain = prepare(make_usecase(tmp_path, "../d.csv", name="plain"))  # BLOCK reads no column
     plain.source.close()
     assert plain.column is None
+
+
+@pytest.mark.parametrize(("flag", "from_start"), [([], False), (["--from-start"], True)])
+def test_produce_passes_from_start_to_the_service(tmp_path, monkeypatch, flag, from_start):
+    (tmp_path / "d.csv").write_text("x\n")
+    make_usecase(tmp_path, "../d.csv")
+    calls: list[dict[str, Any]] = []
+
+    async def run(usecases, **options):
+        calls.append({"usecases": [u.name for u in usecases], **options})
+
+    monkeypatch.setattr("services.producer.run", run)
+    result = CliRunner().invoke(app, ["produce", *flag, str(tmp_path / "uc")])
+    assert result.exit_code == 0, result.output
+    assert calls == [{"usecases": ["uc"], "from_start": from_start}]
