@@ -88,18 +88,28 @@ async def offsets(bootstrap: str, topic: str) -> tuple[dict[int, int], dict[int,
     return ends[0], ends[1]
 
 
-async def wait_for_records(bootstrap: str, topic: str, more_than: int) -> None:
+async def wait_for_records(
+    bootstrap: str, topic: str, more_than: int, in_transaction: bool = False
+) -> None:
     """Until the (existing) topic's partitions hold more than `more_than` offsets (records
-    written, committed or not)."""
+    written, committed or not) and, with `in_transaction`, a transaction is open with records
+    written: a kill right then most likely lands inside it."""
     tps = await partitions(bootstrap, topic)
-    consumer = make_consumer(bootstrap, None)
-    await start_client(consumer, bootstrap)
+    written = make_consumer(bootstrap, None)
+    committed = make_consumer(bootstrap, None, isolation_level="read_committed")
+    await start_client(written, bootstrap)
+    await start_client(committed, bootstrap)
     try:
         async with asyncio.timeout(60):
-            while sum((await consumer.end_offsets(tps)).values()) <= more_than:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)  # polling the broker: no event to wait on
+            while True:
+                high = await written.end_offsets(tps)
+                stable = await committed.end_offsets(tps) if in_transaction else high
+                if sum(high.values()) > more_than and (stable != high or not in_transaction):
+                    return
+                await asyncio.sleep(0.01)  # polling the broker: no event to wait on
     finally:
-        await consumer.stop()
+        await written.stop()
+        await committed.stop()
 
 
 async def committed_count(bootstrap: str, topic: str) -> int:
@@ -172,7 +182,7 @@ async def test_a_producer_killed_mid_replay_and_restarted_sends_every_line_once(
     open_at_a_kill, committed, written = False, 0, 0
     for _ in range(KILLS):
         process = await start_producer(folder, kafka_bootstrap)
-        await wait_for_records(kafka_bootstrap, topics[1], written + KILL_AFTER[mode])
+        await wait_for_records(kafka_bootstrap, topics[1], written + KILL_AFTER[mode], True)
         process.send_signal(signal.SIGKILL)
         await process.wait()
         high, stable = await offsets(kafka_bootstrap, topics[1])
