@@ -22,7 +22,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.producer.replay import ProducerError
 from services.producer.service import prepare, produce_all
-from shared.clients.kafka import ensure_topics, make_consumer, partitions_of, start_client
+from shared.clients.kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    partitions_of,
+    send,
+    start_client,
+)
 from shared.config import ConnectionSettings, load_usecase
 from tests.integration.test_producer import (
     REPO,
@@ -314,3 +321,25 @@ async def test_topics_that_end_at_different_lines_are_a_clear_error(
         ProducerError, match=r"up to line 22, .*-b up to line 0\)\. `streamer produce --from-start`"
     ):
         await produce_in_process(both)
+
+
+async def test_a_record_of_the_source_without_its_record_id_is_a_clear_error(
+    tmp_path, kafka_bootstrap, unique
+):
+    datafile = tmp_path / "d.csv"
+    write_data(datafile, 5)
+    folder = make_usecase(tmp_path, kafka_bootstrap, [unique], datafile, **{"topic.partitions": 1})
+    await ensure_topics(kafka_bootstrap, [unique], partitions=1)
+    producer = make_producer(kafka_bootstrap)
+    await start_client(producer, kafka_bootstrap)
+    try:
+        await send(producer, unique, b"written by hand", key=b"d")
+    finally:
+        await producer.stop()
+    with pytest.raises(ProducerError) as error:
+        await produce_in_process(folder)
+    assert str(error.value) == (
+        f"uc: cannot tell how far {datafile} was replayed: the record at {unique} (partition 0, "
+        "offset 0) is keyed 'd' but has no record-id header 'd:<line>'. `streamer produce "
+        "--from-start` replays it from the first line (lines the topics hold are sent again)"
+    )
