@@ -30,7 +30,9 @@ def connect_redis(settings: ConnectionSettings, max_connections: int = 16) -> Re
         retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=5), retries=5),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    return Redis(connection_pool=pool)
+    # from_pool: the client owns its pool, so aclose() closes its connections too (a client
+    # built with connection_pool= leaves them open until garbage collection)
+    return Redis.from_pool(pool)
 
 
 async def check_redis(client: Redis, url: str) -> None:
