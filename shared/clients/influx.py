@@ -21,6 +21,10 @@ with warnings.catch_warnings():
     from aioinflux.client import InfluxDBError
 
 
+#: Bytes of line protocol per write request (aiohttp warns from 1 MiB on).
+WRITE_BYTES = 512 * 1024
+
+
 class TimeSeriesStore(Protocol):
     """What services need from a time-series database."""
 
@@ -73,9 +77,18 @@ class AioinfluxStore:
                 ) from denied
 
     async def write_lines(self, lines: Sequence[str]) -> None:
-        """Write encoded points (nanosecond timestamps) in one request."""
-        if lines:
-            await self._client.write("\n".join(lines).encode())
+        """Write encoded points (nanosecond timestamps), in requests of at most WRITE_BYTES:
+        aiohttp sends a larger bytes body in one go on the event loop (and warns so)."""
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            if chunk and size + len(line) > WRITE_BYTES:
+                await self._client.write("\n".join(chunk).encode())
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            await self._client.write("\n".join(chunk).encode())
 
     async def query(self, influxql: str) -> list[dict[str, Any]]:
         """Run InfluxQL; return the rows of every series, each with its tags merged in."""
