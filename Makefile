@@ -17,20 +17,31 @@ SAMPLE_URL := https://raw.githubusercontent.com/streamer-framework/streamer/mast
 # Environment of the locally started services (ports, URLs), for commands that talk to them.
 WITH_SERVICES_ENV := eval "$$(bash scripts/services.sh env)" &&
 
-.PHONY: help install services services-down services-status data test test-unit lint fmt docs up up-docker up-local down logs ps bench browser
+.PHONY: help install lock typecheck services services-down services-status data test test-unit lint fmt docs up up-docker up-local down logs ps bench browser
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-# The moa extra brings MOA (capymoa); its batch helper is compiled with javac into the venv.
-$(VENV)/.installed: pyproject.toml shared/algorithms/MoaBatch.java
+# Exactly the versions of requirements/dev.lock (hash-checked), then the project itself. The
+# moa extra brings MOA (capymoa); its batch helper is compiled with javac into the venv.
+$(VENV)/.installed: requirements/dev.lock pyproject.toml shared/algorithms/MoaBatch.java
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,moa]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m shared.algorithms.moa compile
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the project with its dev tools and MOA
+
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet
+lock: install ## Pin every dependency with its hashes (requirements/*.lock) after pyproject.toml changed
+	$(LOCK) -o requirements/runtime.lock
+	$(LOCK) --extra moa -o requirements/runtime-moa.lock
+	$(LOCK) --extra dev --extra moa --extra sklearn -o requirements/dev.lock
+
+typecheck: install ## mypy: strict on shared/, the default checks elsewhere
+	$(VENV)/bin/mypy
 
 services: ## Install (if missing) and start Kafka, Redis, InfluxDB, Elasticsearch on loopback
 	bash scripts/services.sh up

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+INTEGRATION = REPO / "tests" / "integration"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
@@ -18,3 +19,11 @@ def data_dir() -> Path:
     if configured:
         return Path(configured)
     return SHARED_DATA if SHARED_DATA.is_dir() else REPO / "data"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration needs the real services: mark it `integration`
+    (`-m "not integration"` then runs what needs none)."""
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.integration)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+from pydantic.fields import PydanticUndefined
 
 from shared.wire.heartbeat import INTERVAL_S, TTL_S, HeartbeatPayload
 from shared.wire.influx import (

@@ -20,8 +20,6 @@ from shared.errors import ServiceUnavailableError
 from shared.heartbeat import this_host
 from shared.wire.keys import heartbeat_pattern
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="session")
 def connections() -> ConnectionSettings:

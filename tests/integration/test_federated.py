@@ -132,12 +132,15 @@ def stored_sites(
     tmp_path: Path, connections: ConnectionSettings, sites: list[Path], env: dict[str, str]
 ) -> Iterator[None]:
     """One launcher process for the three sites, their shares replayed and stored."""
-    with process(["launch", *map(str, sites)], env, tmp_path / "launch.log"):
+    with (
+        process(["launch", *map(str, sites)], env, tmp_path / "launch.log"),
+        (tmp_path / "produce.log").open("ab") as produce_log,
+    ):
         subprocess.run(
             [sys.executable, "-m", "services.cli", "produce", *map(str, sites)],
             cwd=REPO,
             env=env,
-            stdout=(tmp_path / "produce.log").open("ab"),
+            stdout=produce_log,
             stderr=subprocess.STDOUT,
             timeout=120,
             check=True,

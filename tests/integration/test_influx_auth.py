@@ -63,11 +63,12 @@ def influx_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "[monitor]\n  store-enabled = false\n"
         f'[http]\n  bind-address = "127.0.0.1:{http}"\n  auth-enabled = true\n'
     )
-    process = subprocess.Popen(
-        [influxd, "-config", str(folder / "influxdb.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=(folder / "influxd.log").open("wb"),
-    )
+    with (folder / "influxd.log").open("wb") as log:
+        process = subprocess.Popen(
+            [influxd, "-config", str(folder / "influxdb.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     url = f"http://127.0.0.1:{http}"
     try:
         deadline = time.monotonic() + 30

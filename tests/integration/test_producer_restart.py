@@ -102,7 +102,7 @@ async def wait_for_records(
     written, committed or not) and, with `in_transaction`, a transaction is open with records
     written: a kill right then most likely lands inside it."""
     tps = await partitions(bootstrap, topic)
-    written = make_consumer(bootstrap, None)
+    written = make_consumer(bootstrap, None, isolation_level="read_uncommitted")
     committed = make_consumer(bootstrap, None, isolation_level="read_committed")
     await start_client(written, bootstrap)
     await start_client(committed, bootstrap)
