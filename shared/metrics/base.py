@@ -40,6 +40,8 @@ class Metric(ABC):
     name: str = "metric"
     spec: str = ""  # the name it was built from (evaluation.metrics), for messages
     revertible: bool = True  # False: the sliding-window view leaves it out
+    # False for error measures (mae, rmse...): a challenger beats the champion by a lower value
+    bigger_is_better: bool = True
     # True: when the last pair leaves, start again from an exact empty state instead of
     # subtracting (removes rounding drift; some River metrics cannot revert their last pair).
     reset_when_empty: bool = True

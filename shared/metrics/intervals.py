@@ -92,6 +92,7 @@ class NormalizedAverageWidth(IntervalMetric):
     """PINAW = mean(upper - lower) / range of the targets; None while that range is 0."""
 
     name = "pinaw"
+    bigger_is_better = False
 
     def interval_terms(self, target: float, lower: float, upper: float) -> Terms:
         return (upper - lower,)
@@ -105,6 +106,7 @@ class NormalizedRootMeanSquareWidth(IntervalMetric):
     """PINRW = sqrt(mean (upper - lower)²) / range of the targets; None while that range is 0."""
 
     name = "pinrw"
+    bigger_is_better = False
 
     def interval_terms(self, target: float, lower: float, upper: float) -> Terms:
         width = upper - lower

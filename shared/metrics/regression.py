@@ -58,6 +58,7 @@ class MeanAbsoluteError(SumMetric):
     """mean |t - o|."""
 
     name = "mae"
+    bigger_is_better = False
 
     def terms(self, target: float, output: float) -> Terms:
         return (abs(target - output),)
@@ -70,6 +71,7 @@ class MeanSquaredError(SumMetric):
     """mean (t - o)²."""
 
     name = "mse"
+    bigger_is_better = False
 
     def terms(self, target: float, output: float) -> Terms:
         error = target - output
@@ -93,6 +95,7 @@ class MeanAbsolutePercentageError(SumMetric):
     """mean |(t - o) / t| as a fraction (0.1 = 10 %); pairs with t = 0 are skipped."""
 
     name = "mape"
+    bigger_is_better = False
 
     def terms(self, target: float, output: float) -> Terms | None:
         if target == 0:
@@ -107,6 +110,7 @@ class RegressionAccuracy(MeanAbsolutePercentageError):
     """100 - MAPE in percent: the intent of the original AccuracyMetricRegression (see docs)."""
 
     name = "regression_accuracy"
+    bigger_is_better = True
 
     def get(self) -> float | None:
         mape = self.mean()
@@ -153,6 +157,7 @@ class CMAPSSScore(SumMetric):
     """
 
     name = "cmapss_score"
+    bigger_is_better = False
 
     def terms(self, target: float, output: float) -> Terms | None:
         d = output - target

@@ -32,6 +32,7 @@ class RiverMetric(Metric):
         self.name = snake_case(self.river_name)
         self.positive = as_label(positive) or "1"
         self.requires_labels = bool(getattr(metric, "requires_labels", False))
+        self.bigger_is_better = bool(getattr(metric, "bigger_is_better", True))
         if isinstance(metric, base.BinaryMetric):
             self.kind = "binary"
         elif isinstance(metric, base.ClassificationMetric):

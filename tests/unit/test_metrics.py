@@ -690,3 +690,20 @@ def test_builtins_do_not_import_river():
     )
     repo = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=repo, check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("spec", "bigger"),
+    [
+        ("Accuracy", True),  # River's, which says so itself
+        ("MAE", False),
+        ("RootMeanSquareErrorMetric", False),
+        ("AccuracyMultiClassClassificationMetric", True),
+        ("MeanAbsolutePercentageError", False),
+        ("AccuracyMetricRegression", True),
+        ("RSquaredMetric", True),
+    ],
+)
+def test_each_metric_says_which_way_is_better(spec: str, bigger: bool):
+    """The promotion rule compares a challenger with the champion in the metric's direction."""
+    assert build_metric(spec, 3).bigger_is_better is bigger
