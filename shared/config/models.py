@@ -23,6 +23,8 @@ def _split_commas(value: Any) -> Any:
 
 
 CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
+#: Alias of the challengers' parameters: `<challenger>.<param>` keys, gathered by challenger.
+CHALLENGER_PARAMS = "<challenger>.*"
 FloatList = Annotated[list[float], BeforeValidator(_split_commas)]
 IntList = Annotated[list[int], BeforeValidator(_split_commas)]
 BoolList = Annotated[list[bool], BeforeValidator(_split_commas)]
@@ -126,6 +128,34 @@ class AlgsConfig(_PropsModel):
         alias="algorithm.*",
         description="Every `algorithm.<name>=<value>` key, passed to the algorithm.",
     )
+    challengers: CommaList = Field(
+        default_factory=list,
+        description="Algorithms scored beside the champion (`algorithm`) on every record, "
+        "trained the same way (docs/pipeline.md).",
+    )
+    challenger_params: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        alias=CHALLENGER_PARAMS,
+        description="Every `<challenger>.<param>=<value>` key, by challenger.",
+    )
+    promotion_metric: str | None = Field(
+        None,
+        alias="promotion.metric",
+        min_length=1,
+        description="The metric of the automatic promotion rule; none: promotions by hand only.",
+    )
+    promotion_margin: float = Field(
+        0.01,
+        alias="promotion.margin",
+        ge=0,
+        description="How much better (window view) a challenger must be to be promoted.",
+    )
+    promotion_min_records: int = Field(
+        1000,
+        alias="promotion.min-records",
+        ge=1,
+        description="Records both models must have scored since the champion last changed.",
+    )
     training_interval: int = Field(
         60000, alias="training.interval", description="ms between trainings; < 0: on request only."
     )
@@ -163,8 +193,36 @@ class AlgsConfig(_PropsModel):
         0.01, alias="evaluation.sample", ge=0, le=1, description="Share of predictions indexed."
     )
 
+    @classmethod
+    def known_keys(cls) -> set[str]:
+        """`<challenger>.<param>` keys depend on `challengers`: see `claim_key`."""
+        return super().known_keys() - {CHALLENGER_PARAMS}
+
+    @staticmethod
+    def claim_key(key: str, values: dict[str, Any]) -> tuple[str, str, str] | None:
+        """(field alias, challenger, parameter) for a `<challenger>.<param>` key of a challenger
+        listed in `challengers` (the longest name wins: `moa.HoeffdingTree.grace_period` is
+        `grace_period` of `moa.HoeffdingTree`); None for any other key."""
+        names = _split_commas(values.get("challengers") or [])
+        owners = [name for name in names if key.startswith(name + ".") and len(key) > len(name) + 1]
+        if not owners:
+            return None
+        owner = max(owners, key=len)
+        return CHALLENGER_PARAMS, owner, key[len(owner) + 1 :]
+
     def problems(self) -> list[tuple[str, str]]:
         found = []
+        seen = {self.algorithm}
+        for name in self.challengers:
+            if name in seen:
+                reason = (
+                    f"{name} is listed twice, or is the champion (algorithm): each model needs "
+                    "its own name"
+                )
+                found.append(("challengers", reason))
+            seen.add(name)
+        if not self.challengers and self.promotion_metric is not None:
+            found.append(("promotion.metric", "promotes a challenger: set challengers too"))
         if self.training_maxdata == 0 or self.training_maxdata < -1:
             found.append(("training.maxdata", "must be -1 (all records) or a positive count"))
         if self.publish_records == 0:

@@ -154,6 +154,12 @@ def load_usecase(ref: str | Path, connections: ConnectionSettings | None = None)
         warnings.append(f"{folder / STREAMING_FILE}: datafile: {streaming.datafile} does not exist")
     if federated is not None and federated.is_client and streaming is not None:
         issues.extend(_federated_client_issues(folder, streaming))
+    if federated is not None and algs is not None and algs.challengers:
+        entry = read_props(folder / ALGS_FILE).get("challengers")
+        reason = "not with federated.props: a federation averages one model's parameters"
+        issues.append(
+            ConfigIssue(folder / ALGS_FILE, entry.line if entry else None, "challengers", reason)
+        )
     for message in warnings:
         log.warning(message)
     if issues:
@@ -192,6 +198,8 @@ def _validate_file(
     # `prefix.*` fields gather every `prefix.<name>` key that is not a field of its own
     wildcards = {key.removesuffix("*") for key in known if key.endswith(".*")}
     params: dict[str, dict[str, str]] = {}
+    claimed: dict[str, dict[str, dict[str, str]]] = {}  # keys a model claims (claim_key)
+    unknown: list[tuple[str, str]] = []  # (key, value) of keys no field takes
     empty: set[str] = set()
     reported: set[str] = set()  # keys already in `issues`: no second "missing" for them
     for key, entry in entries.items():
@@ -211,10 +219,21 @@ def _validate_file(
         elif key in IGNORED_KAFKA_KEYS:
             log.debug("%s:%d: %s ignored (%s)", path, entry.line, key, IGNORED_KAFKA_KEYS[key])
         else:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            warnings.append(f"{path}:{entry.line}: {key}: unknown key, ignored{hint}")
+            unknown.append((key, value))
+    # keys whose meaning depends on other keys' values (a challenger's parameters), whatever
+    # the order of the file
+    claim = getattr(model, "claim_key", None)
+    for key, value in unknown:
+        owner = claim(key, values) if claim is not None else None
+        if owner is not None:
+            alias, name, parameter = owner
+            claimed.setdefault(alias, {}).setdefault(name, {})[parameter] = value
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        warnings.append(f"{path}:{entries[key].line}: {key}: unknown key, ignored{hint}")
     values.update(params)
+    values.update(claimed)
     try:
         config = model.model_validate(values)
     except ValidationError as error:

@@ -178,6 +178,55 @@ def test_algorithm_parameters_are_collected(tmp_path):
     assert usecase.algs.algorithm_params == {"grace_period": "50", "delta": "1e-5"}
 
 
+def test_challengers_take_their_parameters_by_name_wherever_the_keys_are(tmp_path, caplog):
+    algs = (
+        "moa.HoeffdingTree.grace_period=50\n"  # before `challengers`: the order does not matter
+        "algorithm=HoeffdingTreeClassifier\n"
+        "algorithm.grace_period=200\n"
+        "challengers=moa.HoeffdingTree, river.tree.HoeffdingTreeClassifier\n"
+        "river.tree.HoeffdingTreeClassifier.max_depth=10\n"
+        "moa.HoeffdingTree.split_criterion=GiniSplitCriterion\n"
+        "moa.HoefdingTree.confidence=0.01\n"  # no such challenger: an unknown key
+        "promotion.metric=accuracy\npromotion.margin=0.02\npromotion.min-records=500\n"
+    )
+    folder = make_usecase(tmp_path, algs=algs)
+    with caplog.at_level(logging.WARNING):
+        algs_config = load_usecase(folder, settings(tmp_path)).algs
+    assert algs_config.challengers == ["moa.HoeffdingTree", "river.tree.HoeffdingTreeClassifier"]
+    assert algs_config.challenger_params == {
+        "moa.HoeffdingTree": {"grace_period": "50", "split_criterion": "GiniSplitCriterion"},
+        "river.tree.HoeffdingTreeClassifier": {"max_depth": "10"},
+    }
+    assert algs_config.algorithm_params == {"grace_period": "200"}
+    assert (algs_config.promotion_metric, algs_config.promotion_margin) == ("accuracy", 0.02)
+    assert algs_config.promotion_min_records == 500
+    assert "algs.props:7: moa.HoefdingTree.confidence: unknown key, ignored" in caplog.text
+
+
+def test_a_model_needs_its_own_name_and_promotion_needs_challengers(tmp_path):
+    algs = ALGS + "challengers=KNN, HoeffdingTreeClassifier, KNN\npromotion.margin=-1\n"
+    folder = make_usecase(tmp_path, algs=algs)
+    with pytest.raises(ConfigError) as error:
+        load_usecase(folder, settings(tmp_path))
+    twice = "is listed twice, or is the champion (algorithm): each model needs its own name"
+    assert messages(error, folder) == [
+        "algs.props:3: promotion.margin: Input should be greater than or equal to 0 (got '-1')",
+    ]
+    (folder / "algs.props").write_text(ALGS + "challengers=KNN, HoeffdingTreeClassifier, KNN\n")
+    with pytest.raises(ConfigError) as error:
+        load_usecase(folder, settings(tmp_path))
+    assert messages(error, folder) == [
+        f"algs.props:2: challengers: HoeffdingTreeClassifier {twice}",
+        f"algs.props:2: challengers: KNN {twice}",
+    ]
+    (folder / "algs.props").write_text(ALGS + "promotion.metric=accuracy\n")
+    with pytest.raises(ConfigError) as error:
+        load_usecase(folder, settings(tmp_path))
+    assert messages(error, folder) == [
+        "algs.props:2: promotion.metric: promotes a challenger: set challengers too"
+    ]
+
+
 THRESHOLD = """\
 metrics=Accuracy,MacroF1
 detector=ThresholdDetector
