@@ -50,6 +50,17 @@ class Algorithm(ABC):
         protocol wants them, like the original's external scripts; others ignore it."""
         return [self.predict_one(x) for x in xs]
 
+    def predict_learn_many(self, xs: Sequence[Features], ys: Sequence[Any]) -> list[Any]:
+        """Test-then-train a batch: each record predicted just before it is learned (River's
+        progressive validation); a record whose y is None is only predicted. Default:
+        predict_one then learn_one per record (MOA's runs the whole loop in its JVM)."""
+        predictions = []
+        for x, y in zip(xs, ys, strict=True):
+            predictions.append(self.predict_one(x))
+            if y is not None:
+                self.learn_one(x, y)
+        return predictions
+
     def describe(self) -> dict[str, Any]:
         """Metadata stored with each model version."""
         return {"algorithm": self.name, "incremental": self.incremental}

@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from shared.algorithms.base import Algorithm, Features
-from shared.algorithms.params import accepted_params, check_params
+from shared.algorithms.params import accepted_params, check_params, param_key
 from shared.errors import StreamerError
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ def build_moa(
     for parameter in values:
         if parameter not in valid:
             raise StreamerError(
-                f"{what}: unknown parameter algorithm.{parameter}; valid parameters: "
+                f"{what}: unknown parameter {param_key(parameter)}; valid parameters: "
                 f"{', '.join(valid)}"
             )
     check_params(cls, values, what)

@@ -10,12 +10,33 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from shared.errors import StreamerError
 
 _BOOLEANS = {"true": True, "false": False}
+
+#: The props-key prefix of the parameters being checked, so that a message names the key the
+#: user wrote: `algorithm` (`algorithm.<param>`), or a challenger's name (`<challenger>.<param>`).
+_PARAM_PREFIX: ContextVar[str] = ContextVar("param_prefix", default="algorithm")
+
+
+@contextmanager
+def param_prefix(prefix: str) -> Iterator[None]:
+    """Messages about parameters built inside the block name `<prefix>.<param>`."""
+    token = _PARAM_PREFIX.set(prefix)
+    try:
+        yield
+    finally:
+        _PARAM_PREFIX.reset(token)
+
+
+def param_key(name: str) -> str:
+    """The props key of parameter `name` of the algorithm being built."""
+    return f"{_PARAM_PREFIX.get()}.{name}"
 
 
 def parse_value(text: str) -> Any:
@@ -61,11 +82,11 @@ def check_params(target: Callable[..., Any], values: Mapping[str, Any], what: st
         if name not in accepted:
             valid = ", ".join(sorted(accepted)) or "none"
             raise StreamerError(
-                f"{what}: unknown parameter algorithm.{name}; valid parameters: {valid}"
+                f"{what}: unknown parameter {param_key(name)}; valid parameters: {valid}"
             )
         problem = _type_problem(accepted[name].default, value)
         if problem:
-            raise StreamerError(f"{what}: algorithm.{name}={value!r}: {problem}")
+            raise StreamerError(f"{what}: {param_key(name)}={value!r}: {problem}")
 
 
 def _type_problem(default: Any, value: Any) -> str | None:

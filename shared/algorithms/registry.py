@@ -10,6 +10,8 @@ Resolution order of the name, first match wins:
       `sklearn.linear_model.SGDClassifier`, or any importable class;
   (e) `ExternalAlgorithm`: train/test commands in any language (shared/algorithms/external.py).
 `algorithm.<name>` values are parsed and checked against the constructor (params.py).
+With `challengers`, each is resolved the same way (its parameters: `<challenger>.<name>`) and
+the use case's algorithm is the champion and its challengers together (contenders.py).
 """
 
 from __future__ import annotations
@@ -23,8 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 from shared.algorithms.base import Algorithm
 from shared.algorithms.builtin import BUILTINS
+from shared.algorithms.contenders import Contenders
 from shared.algorithms.external import DEFAULT_TIMEOUT_S, ExternalAlgorithm
-from shared.algorithms.params import accepted_params, construct, parse_params, parse_value
+from shared.algorithms.params import (
+    accepted_params,
+    construct,
+    param_key,
+    param_prefix,
+    parse_params,
+    parse_value,
+)
 from shared.algorithms.river_algorithm import RiverAlgorithm, is_online_model
 from shared.algorithms.sklearn_algorithm import (
     INSTALL_HINT,
@@ -45,14 +55,37 @@ EXTERNAL_PARAMS = ("train", "test", "timeout")
 
 
 def build_algorithm(usecase: UseCase) -> Algorithm:
-    """A fresh, untrained algorithm of the use case (cheap: call it whenever one is needed)."""
+    """A fresh, untrained algorithm of the use case (cheap: call it whenever one is needed):
+    with `challengers`, the champion and its challengers as one Contenders."""
+    algs = usecase.algs
+    champion = _build_model(usecase, algs.algorithm, algs.algorithm_params)
+    if not algs.challengers:
+        return champion
+    models = {algs.algorithm: champion}
+    for name in algs.challengers:
+        with param_prefix(name):
+            challenger = _build_model(usecase, name, algs.challenger_params.get(name, {}))
+        if challenger.incremental != champion.incremental:
+            raise StreamerError(
+                f"{usecase.name}: challenger {name} learns "
+                f"{'incrementally' if challenger.incremental else 'in batches'} but the "
+                f"champion {algs.algorithm} does not: a use case's models learn the same way "
+                "(docs/pipeline.md)"
+            )
+        models[name] = challenger
+    return Contenders(models, algs.algorithm)
+
+
+def _build_model(usecase: UseCase, name: str, params: Mapping[str, str]) -> Algorithm:
+    what = name if name == usecase.algs.algorithm else f"challenger {name}"
     return build(
-        usecase.algs.algorithm,
-        usecase.algs.algorithm_params,
+        name,
+        params,
         usecase.folder,
         usecase_name=usecase.name,
         connections=usecase.connections,
         classes_number=usecase.algs.classes_number,
+        label=None if name == usecase.algs.algorithm else what,
     )
 
 
@@ -64,11 +97,13 @@ def build(
     usecase_name: str | None = None,
     connections: ConnectionSettings | None = None,
     classes_number: int | None = None,
+    label: str | None = None,
 ) -> Algorithm:
     """Resolve `name` (see the module docstring) and construct it with `params` (strings).
-    `classes_number` (classes.number) is for MOA classifiers, which fix it up front."""
+    `classes_number` (classes.number) is for MOA classifiers, which fix it up front; `label`
+    says what it is in messages (default `algorithm=<name>`)."""
     usecase_name = usecase_name or (folder.name if folder else "(no use case)")
-    what = f"{usecase_name}: algorithm={name}"
+    what = f"{usecase_name}: {label or f'algorithm={name}'}"
     searched: list[str] = []
 
     user = find_user_class(folder, name) if folder and name.isidentifier() else None
@@ -177,7 +212,7 @@ def _external(
     unknown = sorted(set(params) - set(EXTERNAL_PARAMS))
     if unknown:
         raise StreamerError(
-            f"{what}: unknown parameter algorithm.{unknown[0]}; valid parameters: "
+            f"{what}: unknown parameter {param_key(unknown[0])}; valid parameters: "
             f"{', '.join(EXTERNAL_PARAMS)}"
         )
     timeout = parse_value(params["timeout"]) if "timeout" in params else DEFAULT_TIMEOUT_S

@@ -64,6 +64,7 @@ from river.tree.splitter import ExhaustiveSplitter, GaussianSplitter
 from river.tree.splitter.nominal_splitter_classif import NominalSplitterClassif
 
 from shared.algorithms.base import Algorithm, Features
+from shared.algorithms.contenders import Contenders
 from shared.algorithms.river_algorithm import CLASSIFIER, REGRESSOR, RiverAlgorithm
 
 # River's constant in Gaussian.log_pdf, computed the same way.
@@ -785,7 +786,10 @@ class InferenceSnapshot(Algorithm):
 def inference_snapshot(algorithm: Algorithm) -> Algorithm | None:
     """A predict-only copy of `algorithm` that predicts exactly as it does now, or None when it
     has no compact form (not a River tree model listed in the module's docstring, or in a state
-    River itself cannot predict from): the caller then ships the full model."""
+    River itself cannot predict from): the caller then ships the full model. A champion and its
+    challengers get each model's snapshot (the full model of those without one)."""
+    if isinstance(algorithm, Contenders):
+        return algorithm.map_models(inference_snapshot)
     if not isinstance(algorithm, RiverAlgorithm) or algorithm.kind not in (CLASSIFIER, REGRESSOR):
         return None
     try:

@@ -1,0 +1,154 @@
+"""A champion and its challengers: the models of one use case, learning the same records.
+
+`challengers=` of algs.props lists algorithms scored beside `algorithm` (the champion) on every
+record. They travel together as one Algorithm, so everything that handles a model (the
+trainer's learning, refits and checkpoints, the model store's signed versions, inference
+snapshots, the launchers' adoption, positions and staleness) handles all of them at once, and
+each version is one consistent state of every model:
+- learning (`learn_one`, `learn_many`) teaches every model the same records;
+- predicting (`predict_one`, `predict_many`, `predict_proba_one`) is the champion's: what the
+  outputs' `prediction` carries; `predict_all` and `predict_learn_all` give every model's
+  predictions (the challengers' are the outputs' shadow predictions);
+- `promote(name)` makes a challenger the champion; the former champion becomes a challenger
+  and keeps learning, so `rollback()` can restore it at once, as fresh as the others.
+
+Models are known by their name in algs.props (`algorithm`'s value for the first champion, each
+`challengers` entry); the roles live in the model (and so in its checkpoint), not in the
+configuration: after a promotion the trainer resumes with the promoted champion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from shared.algorithms.base import Algorithm, Features
+
+#: ModelMeta modes of the versions that change roles.
+PROMOTION = "promotion"
+ROLLBACK = "rollback"
+
+
+class RoleError(ValueError):
+    """A promotion or rollback that the current roles do not allow (says why)."""
+
+
+class Contenders(Algorithm):
+    """Named models, one of them the champion (see the module docstring)."""
+
+    def __init__(
+        self, models: dict[str, Algorithm], champion: str, previous: str | None = None
+    ) -> None:
+        if champion not in models:
+            raise ValueError(f"the champion {champion!r} is not among the models {list(models)}")
+        self.models = dict(models)
+        self.champion = champion
+        self.previous = previous  # the champion before the last promotion or rollback
+
+    # ---- roles -----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.models[self.champion].name
+
+    @property
+    def incremental(self) -> bool:  # type: ignore[override]
+        return all(model.incremental for model in self.models.values())
+
+    @property
+    def challengers(self) -> list[str]:
+        return [name for name in self.models if name != self.champion]
+
+    @property
+    def leader(self) -> Algorithm:
+        """The champion's model."""
+        return self.models[self.champion]
+
+    def promote(self, name: str) -> str:
+        """Make challenger `name` the champion; returns the former champion (a challenger now,
+        still learning). RoleError when `name` is no challenger."""
+        if name == self.champion:
+            raise RoleError(f"{name} is the champion already")
+        if name not in self.models:
+            raise RoleError(f"no model {name!r}; challengers: {', '.join(self.challengers)}")
+        former, self.champion, self.previous = self.champion, name, self.champion
+        return former
+
+    def rollback(self) -> str:
+        """Restore the champion before the last promotion (or rollback); returns the demoted
+        one. RoleError when there is none to restore."""
+        if self.previous is None or self.previous not in self.models:
+            raise RoleError("no previous champion to restore")
+        return self.promote(self.previous)
+
+    def with_roles_of(self, other: Algorithm | None) -> Contenders:
+        """These models with `other`'s roles where it names models of this set (a refit starts
+        fresh models but keeps the promoted champion)."""
+        if isinstance(other, Contenders) and other.champion in self.models:
+            self.champion = other.champion
+            self.previous = other.previous if other.previous in self.models else None
+        return self
+
+    def map_models(self, change: Callable[[Algorithm], Algorithm | None]) -> Contenders | None:
+        """The same roles over `change(model)` for each model (the model itself where it gives
+        None); None when it changed none (e.g. no model has an inference snapshot)."""
+        changed = {name: change(model) for name, model in self.models.items()}
+        if all(model is None for model in changed.values()):
+            return None
+        models = {
+            name: model if model is not None else self.models[name]
+            for name, model in changed.items()
+        }
+        return Contenders(models, self.champion, self.previous)
+
+    # ---- learning: every model ---------------------------------------------------------------
+
+    def learn_one(self, x: Features, y: Any) -> None:
+        for model in self.models.values():
+            model.learn_one(x, y)
+
+    def learn_many(self, xs: Sequence[Features], ys: Sequence[Any]) -> None:
+        for model in self.models.values():
+            model.learn_many(xs, ys)
+
+    def predict_learn_all(
+        self, xs: Sequence[Features], ys: Sequence[Any], predict: bool = True
+    ) -> dict[str, list[Any]]:
+        """Test-then-train for every model: each one's predictions, each made just before its
+        record is learned (only learning when `predict` is False: empty lists)."""
+        if not predict:
+            labelled = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+            self.learn_many([x for x, _ in labelled], [y for _, y in labelled])
+            return {name: [] for name in self.models}
+        return {name: model.predict_learn_many(xs, ys) for name, model in self.models.items()}
+
+    def predict_learn_many(self, xs: Sequence[Features], ys: Sequence[Any]) -> list[Any]:
+        return self.predict_learn_all(xs, ys)[self.champion]
+
+    # ---- predicting: the champion's, or everyone's -------------------------------------------
+
+    def predict_one(self, x: Features) -> Any:
+        return self.leader.predict_one(x)
+
+    def predict_proba_one(self, x: Features) -> dict[Any, float] | None:
+        return self.leader.predict_proba_one(x)
+
+    def predict_many(self, xs: Sequence[Features], ys: Sequence[Any] | None = None) -> list[Any]:
+        return self.leader.predict_many(xs, ys)
+
+    def predict_all(
+        self, xs: Sequence[Features], ys: Sequence[Any] | None = None
+    ) -> dict[str, list[Any]]:
+        """Every model's predictions of the batch, by name (the champion's included)."""
+        return {name: model.predict_many(xs, ys) for name, model in self.models.items()}
+
+    def describe(self) -> dict[str, Any]:
+        """The champion's own description, the roles, and each model's."""
+        return {
+            **self.leader.describe(),
+            "incremental": self.incremental,
+            "champion": self.champion,
+            "challengers": self.challengers,
+            "previous_champion": self.previous,
+            "models": {name: model.describe() for name, model in self.models.items()},
+        }

@@ -1,0 +1,157 @@
+"""A champion and its challengers as one algorithm: every model learns every record, the
+champion predicts, roles change by promotion and rollback; each model against River's own."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+from river import dummy, tree
+
+from shared.algorithms.contenders import Contenders, RoleError
+from shared.algorithms.registry import build_algorithm
+from shared.algorithms.snapshot import InferenceSnapshot, inference_snapshot
+from shared.config import ConnectionSettings, load_usecase
+from shared.errors import StreamerError
+from tests.unit.test_algorithms import kdd_like
+
+TREE = "river.tree.HoeffdingTreeClassifier"
+
+
+def usecase(tmp_path: Path, algs: str):
+    folder = tmp_path / "uc"
+    folder.mkdir(exist_ok=True)
+    (folder / "streaming.props").write_text("mainTopic=in\noutputTopic=out\nproblem.type=Generic\n")
+    (folder / "algs.props").write_text(algs)
+    return load_usecase(folder, ConnectionSettings(usecases_dir=tmp_path))
+
+
+def contenders(tmp_path: Path) -> Contenders:
+    """River's tree (built-in) as champion; a tree of another grace period and the prior
+    (majority class) as challengers."""
+    algs = (
+        "algorithm=HoeffdingTreeClassifier\nalgorithm.grace_period=200\n"
+        f"challengers={TREE}, river.dummy.PriorClassifier\n{TREE}.grace_period=20\n"
+    )
+    built = build_algorithm(usecase(tmp_path, algs))
+    assert isinstance(built, Contenders)
+    return built
+
+
+def test_every_model_learns_every_record_and_the_champion_predicts(tmp_path):
+    models = contenders(tmp_path)
+    rows = kdd_like(600)
+    references = {
+        "HoeffdingTreeClassifier": tree.HoeffdingTreeClassifier(grace_period=200),
+        TREE: tree.HoeffdingTreeClassifier(grace_period=20),
+        "river.dummy.PriorClassifier": dummy.PriorClassifier(),
+    }
+    for start in range(0, 400, 100):
+        batch = rows[start : start + 100]
+        models.learn_many([x for x, _ in batch], [y for _, y in batch])
+        for x, y in batch:
+            for reference in references.values():
+                reference.learn_one(x, y)
+    xs = [x for x, _ in rows[400:]]
+    predicted = models.predict_all(xs)
+    assert list(predicted) == ["HoeffdingTreeClassifier", TREE, "river.dummy.PriorClassifier"]
+    for name, reference in references.items():
+        assert predicted[name] == [reference.predict_one(x) for x in xs], name
+    assert models.predict_many(xs) == predicted["HoeffdingTreeClassifier"]
+    assert predicted[TREE] != predicted["river.dummy.PriorClassifier"]  # they do differ
+    described = models.describe()
+    assert described["champion"] == "HoeffdingTreeClassifier"
+    assert described["challengers"] == [TREE, "river.dummy.PriorClassifier"]
+    assert described["algorithm"] == "HoeffdingTreeClassifier"
+    assert set(described["models"]) == set(references)
+
+
+def test_test_then_train_gives_each_model_its_own_progressive_predictions(tmp_path):
+    models = contenders(tmp_path)
+    rows = kdd_like(300)
+    reference = tree.HoeffdingTreeClassifier(grace_period=20)
+    expected = []
+    for x, y in rows:
+        expected.append(reference.predict_one(x))
+        reference.learn_one(x, y)
+    predicted = models.predict_learn_all([x for x, _ in rows], [y for _, y in rows])
+    assert predicted[TREE] == expected
+    assert models.predict_learn_many([x for x, _ in rows[:5]], [None] * 5) == [
+        models.predict_one(x) for x, _ in rows[:5]
+    ]
+
+
+def test_promotion_swaps_roles_and_rollback_restores_the_former_champion(tmp_path):
+    models = contenders(tmp_path)
+    assert models.promote(TREE) == "HoeffdingTreeClassifier"
+    assert (models.champion, models.previous) == (TREE, "HoeffdingTreeClassifier")
+    assert models.challengers == ["HoeffdingTreeClassifier", "river.dummy.PriorClassifier"]
+    assert models.rollback() == TREE
+    assert (models.champion, models.previous) == ("HoeffdingTreeClassifier", TREE)
+    with pytest.raises(RoleError, match="HoeffdingTreeClassifier is the champion already"):
+        models.promote("HoeffdingTreeClassifier")
+    with pytest.raises(RoleError, match=r"no model .KNN.; challengers: river\.tree"):
+        models.promote("KNN")
+    with pytest.raises(RoleError, match="no previous champion"):
+        contenders(tmp_path).rollback()
+    # a refit's fresh models keep the promoted champion
+    fresh = contenders(tmp_path).with_roles_of(models)
+    assert (fresh.champion, fresh.previous) == ("HoeffdingTreeClassifier", TREE)
+
+
+def test_the_inference_snapshot_has_each_trees_snapshot_and_predicts_the_same(tmp_path):
+    models = contenders(tmp_path)
+    rows = kdd_like(500)
+    models.learn_many([x for x, _ in rows], [y for _, y in rows])
+    models.promote(TREE)
+    snapshot = inference_snapshot(models)
+    assert isinstance(snapshot, Contenders)
+    assert isinstance(snapshot.models[TREE], InferenceSnapshot)
+    assert isinstance(snapshot.models["HoeffdingTreeClassifier"], InferenceSnapshot)
+    prior = snapshot.models["river.dummy.PriorClassifier"]  # no snapshot: the model itself
+    assert prior is models.models["river.dummy.PriorClassifier"]
+    assert (snapshot.champion, snapshot.previous) == (TREE, "HoeffdingTreeClassifier")
+    xs = [x for x, _ in kdd_like(200, seed=11)]
+    shipped = pickle.loads(pickle.dumps(snapshot))
+    assert shipped.predict_all(xs) == models.predict_all(xs)
+    assert shipped.predict_many(xs) == models.predict_all(xs)[TREE]
+    assert not shipped.incremental  # snapshots do not learn
+
+
+def test_a_challenger_is_checked_like_the_champion_and_its_messages_name_its_keys(tmp_path):
+    with pytest.raises(StreamerError) as error:
+        build_algorithm(
+            usecase(
+                tmp_path,
+                f"algorithm=HoeffdingTreeClassifier\nchallengers={TREE}\n{TREE}.grace_periode=20\n",
+            )
+        )
+    assert f"uc: challenger {TREE}: unknown parameter {TREE}.grace_periode; valid" in str(
+        error.value
+    )
+    with pytest.raises(StreamerError, match=f"{TREE}.grace_period='soon': expected int"):
+        build_algorithm(
+            usecase(
+                tmp_path,
+                f"algorithm=HoeffdingTreeClassifier\nchallengers={TREE}\n"
+                f"{TREE}.grace_period=soon\n",
+            )
+        )
+    with pytest.raises(StreamerError, match="uc: challenger HoefdingTree: no such algorithm"):
+        build_algorithm(usecase(tmp_path, "algorithm=KMeans\nchallengers=HoefdingTree\n"))
+    # the champion's own messages still say algorithm.<param>
+    with pytest.raises(StreamerError, match=r"unknown parameter algorithm\.depth;"):
+        build_algorithm(
+            usecase(
+                tmp_path,
+                f"algorithm=HoeffdingTreeClassifier\nalgorithm.depth=3\nchallengers={TREE}\n",
+            )
+        )
+
+
+def test_models_learn_the_same_way(tmp_path):
+    algs = "algorithm=HoeffdingTreeClassifier\nchallengers=ExternalAlgorithm\n"
+    algs += "ExternalAlgorithm.train=true\nExternalAlgorithm.test=true\n"
+    with pytest.raises(StreamerError, match="challenger ExternalAlgorithm learns in batches but"):
+        build_algorithm(usecase(tmp_path, algs))
