@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from shared.algorithms.base import Algorithm
+from shared.algorithms.contenders import Contenders
 from shared.prepostprocessors import PrePostProcessor
 from shared.records.base import TimeRecord
 from shared.records.messages import Rejected, parse_messages
@@ -71,12 +72,12 @@ def process_batch(
     parsed = parse_messages(messages, record_class, processor)
     result = BatchResult(dead=parsed.rejected, messages=messages)
     records = parsed.records
-    staleness = _run_model(model, records, parsed.messages)
+    predicted = _run_model(model, records, parsed.messages)
     if processor is not None and records:
         records = list(processor.postprocess(records))
     predicted_ms = int(time.time() * 1000)
-    for record, message, line, stale in zip(
-        records, parsed.messages, parsed.lines, staleness, strict=True
+    for index, (record, message, line, stale) in enumerate(
+        zip(records, parsed.messages, parsed.lines, predicted.staleness, strict=True)
     ):
         topic, partition, offset = message.topic, message.partition, message.offset
         output_id = input_id(topic, partition, offset)
@@ -104,6 +105,11 @@ def process_batch(
             source=record.source,
             event_time=event_time,
             prediction=prediction,
+            champion=predicted.champion,
+            challengers={
+                name: _jsonable(predictions[index])
+                for name, predictions in predicted.challengers.items()
+            },
             targets=record.targets,
             model_version=model.version,
             staleness=stale,
@@ -131,31 +137,63 @@ def process_batch(
     return result
 
 
+@dataclass
+class Predicted:
+    """What the model said of a batch: each record's staleness, the champion's name (with
+    challengers) and each challenger's predictions (its name -> one per record)."""
+
+    staleness: list[int | None]
+    champion: str | None = None
+    challengers: dict[str, list[Any]] = field(default_factory=dict)
+
+
 def _run_model(
     model: ServingModel, records: Sequence[TimeRecord], messages: Sequence[ConsumerRecord]
-) -> list[int | None]:
-    """Set each record's prediction; return each one's staleness.
+) -> Predicted:
+    """Set each record's prediction; say each one's staleness and the challengers'.
 
     Predict-only (the default): one `predict_many` for the batch (an external algorithm runs
-    its script once per batch, not per record). Learning here (launcher.learn=true, an
-    incremental model): test-then-train record by record, as River's progressive validation."""
+    its script once per batch, not per record; MOA crosses into its JVM once). Learning here
+    (launcher.learn=true, an incremental model): test-then-train, each record predicted just
+    before it is learned (River's progressive validation), in one `predict_learn_many`."""
     algorithm = model.algorithm
-    if algorithm is not None and model.learn and algorithm.incremental:
-        staleness: list[int | None] = []
-        for record, message in zip(records, messages, strict=True):
-            staleness.append(model.staleness(message.topic, message.partition, message.offset))
-            x = record.values
-            record.outputs = [algorithm.predict_one(x) if model.predict else None]
-            if record.targets:
-                algorithm.learn_one(x, record.targets[0])
+    learning = algorithm is not None and model.learn and algorithm.incremental
+    staleness = _staleness(model, messages, advance=learning)
+    if algorithm is None or not records or not (model.predict or learning):
+        return Predicted(staleness)
+    xs = [record.values for record in records]
+    ys = [record.targets[0] if record.targets else None for record in records]
+    if isinstance(algorithm, Contenders):
+        every = (
+            algorithm.predict_learn_all(xs, ys, model.predict)
+            if learning
+            else algorithm.predict_all(xs, ys)
+        )
+        predictions = every.pop(algorithm.champion)
+        predicted = Predicted(staleness, algorithm.champion, every if model.predict else {})
+    elif learning and not model.predict:
+        labelled = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+        algorithm.learn_many([x for x, _ in labelled], [y for _, y in labelled])
+        predictions, predicted = [], Predicted(staleness)
+    else:
+        learnt = algorithm.predict_learn_many(xs, ys) if learning else None
+        predictions = learnt if learnt is not None else algorithm.predict_many(xs, ys)
+        predicted = Predicted(staleness)
+    for index, record in enumerate(records):
+        record.outputs = [predictions[index] if model.predict else None]
+    return predicted
+
+
+def _staleness(
+    model: ServingModel, messages: Sequence[ConsumerRecord], advance: bool
+) -> list[int | None]:
+    """Each message's staleness; `advance`: the model learns them in this order (learning
+    mode), so each one's position moves past it once it is counted."""
+    staleness = []
+    for message in messages:
+        staleness.append(model.staleness(message.topic, message.partition, message.offset))
+        if advance:
             model.positions[partition_key(message.topic, message.partition)] = message.offset + 1
-        return staleness
-    staleness = [model.staleness(m.topic, m.partition, m.offset) for m in messages]
-    if algorithm is not None and model.predict and records:
-        targets = [record.targets[0] if record.targets else None for record in records]
-        predictions = algorithm.predict_many([record.values for record in records], targets)
-        for record, prediction in zip(records, predictions, strict=True):
-            record.outputs = [prediction]
     return staleness
 
 

@@ -81,6 +81,16 @@ class Output(_Message):
     source: str = Field(description="the data source (the input message's key)")
     event_time: int | None = Field(description="the record's event time, epoch ms")
     prediction: JsonValue = Field(description="the model's prediction (null: none yet)")
+    champion: str | None = Field(
+        None,
+        description="with challengers: the name (algs.props) of the model that made "
+        "`prediction`, the champion",
+    )
+    challengers: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="with challengers: each challenger's prediction of the record by its name "
+        "(shadow predictions, made by the same model version; not post-processed)",
+    )
     targets: list[JsonValue] = Field(description="the record's labels, when it carries them")
     model_version: int | None = Field(description="the model version that predicted")
     staleness: int | None = Field(

@@ -150,6 +150,8 @@ def markdown() -> str:
         source="kddcup.data_10_percent",
         event_time=1764000000000,
         prediction="smurf.",
+        champion="HoeffdingTreeClassifier",
+        challengers={"moa.HoeffdingTree": "smurf."},
         targets=["smurf."],
         model_version=41,
         staleness=12,

@@ -9,6 +9,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.launcher.batch import ServingModel, process_batch
 from shared.algorithms.base import Algorithm
+from shared.algorithms.contenders import Contenders
 from shared.prepostprocessors import PrePostProcessor
 from shared.records import KDDClassificationRecord
 from shared.wire.influx import RecordsMeasurement
@@ -175,3 +176,36 @@ def test_a_learning_launcher_is_never_stale_after_its_first_record():
     result = run([message(GOOD.encode(), offset) for offset in (5, 6, 7)], model)
     assert [json.loads(value)["staleness"] for _, value, _ in result.outputs] == [5, 0, 0]
     assert model.positions == {"in/0": 8}
+
+
+def test_with_challengers_each_output_carries_every_models_prediction():
+    champion, challenger = Recorder(), Recorder()
+    challenger.last = "smurf"  # it predicts otherwise until it learns
+    models = Contenders({"recorder": champion, "other": challenger}, "recorder")
+    smurf = GOOD.replace("normal.", "smurf.").encode()
+    predicting = ServingModel(models, 3, predict=True)
+    outputs = [json.loads(value) for _, value, _ in run([message(smurf, 0)], predicting).outputs]
+    assert [(o["prediction"], o["champion"], o["challengers"]) for o in outputs] == [
+        (None, "recorder", {"other": "smurf"})
+    ]
+    assert champion.calls == challenger.calls == ["predict"]  # nothing learnt by predicting
+    # learning here: each model test-then-trains (its prediction made before it learns)
+    learning = ServingModel(models, 3, learn=True, predict=True)
+    result = run([message(GOOD.encode(), 1), message(smurf, 2)], learning)
+    outputs = [json.loads(value) for _, value, _ in result.outputs]
+    assert [(o["prediction"], o["challengers"]) for o in outputs] == [
+        (None, {"other": "smurf"}),
+        ("normal", {"other": "normal"}),
+    ]
+    assert challenger.calls[1:] == ["predict", "learn normal", "predict", "learn smurf"]
+    models.promote("other")
+    outputs = [json.loads(v) for _, v, _ in run([message(GOOD.encode(), 3)], learning).outputs]
+    assert [(o["prediction"], o["champion"], o["challengers"]) for o in outputs] == [
+        ("smurf", "other", {"recorder": "smurf"})
+    ]
+
+
+def test_without_challengers_outputs_name_no_champion():
+    outputs = run([message(GOOD.encode(), 0)], ServingModel(Recorder(), 1)).outputs
+    output = json.loads(outputs[0][1])
+    assert output["champion"] is None and output["challengers"] == {}
