@@ -30,6 +30,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.launcher.batch import BatchResult, ServingModel, process_batch
 from services.launcher.delivery import AtLeastOnce, Delivery, ExactlyOnce
+from shared.algorithms.contenders import PROMOTION_MODE, ROLLBACK_MODE, Contenders
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore
 from shared.clients.kafka import ensure_topics, make_consumer, start_client
@@ -104,6 +105,7 @@ class Launcher:
         self._loading: asyncio.Task[ModelVersion | None] | None = None
         self._examined = 0  # the newest version looked at (adopted or not)
         self._gave_up_at: int | None = None  # version at which waiting for a fresher one stopped
+        self._roles: dict | None = None  # a change of champion a learning launcher follows
         # the algorithm cannot change at run time: whether it learns incrementally is fixed
         self.incremental = build_algorithm(usecase).incremental
 
@@ -343,6 +345,8 @@ class Launcher:
         if self.model.learn and self.model.algorithm is not None:
             meta = await self.store.metadata(version)
             if meta.get("mode") != "retrain" and self.model.algorithm.incremental:
+                if meta.get("mode") in (PROMOTION_MODE, ROLLBACK_MODE):
+                    self._roles = meta  # applied between two batches (_swap_if_loaded)
                 return None  # this launcher's own model is fresher
         started = time.perf_counter()
         try:
@@ -356,7 +360,9 @@ class Launcher:
         return loaded
 
     def _swap_if_loaded(self) -> None:
-        """Between two batches: adopt the version loaded in the background, if any."""
+        """Between two batches: adopt the version loaded in the background, if any (or, when
+        learning here, only its change of champion)."""
+        self._follow_roles()
         task = self._loading
         if task is None or not task.done():
             return
@@ -389,6 +395,23 @@ class Launcher:
                 "mode": loaded.meta.get("mode"),
             },
         )
+
+    def _follow_roles(self) -> None:
+        """A learning launcher keeps its own models, fresher than the trainer's, but takes a
+        promotion's or rollback's roles: its outputs then carry the new champion's
+        predictions."""
+        meta, self._roles = self._roles, None
+        models = self.model.algorithm
+        if meta is None or not isinstance(models, Contenders):
+            return
+        champion, previous = meta.get("champion"), meta.get("previous_champion")
+        if champion in models.models and champion != models.champion:
+            models.champion = champion
+            models.previous = previous if previous in models.models else None
+            log.info(
+                "champion changed",
+                extra={"usecase": self.usecase.name, "champion": champion, "mode": meta["mode"]},
+            )
 
     async def _cancel_loading(self) -> None:
         if self._loading is not None:

@@ -19,12 +19,14 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from shared.algorithms.base import Algorithm
+from shared.algorithms.contenders import Contenders, RoleError
 from shared.algorithms.snapshot import inference_snapshot
 from shared.modelstore import seal
 from shared.prepostprocessors import PrePostProcessor
 from shared.records.base import RecordError, TimeRecord
 from shared.records.messages import parse_messages
 from shared.wire.influx import StoredRecord
+from shared.wire.store import ROLLBACK
 
 #: Records learnt between two looks at the stop signal during a long training.
 STOP_CHECK_EVERY = 500
@@ -100,6 +102,21 @@ class Learner:
             )
         newest = max((m.timestamp for m in parsed.messages), default=None)
         return Learnt(len(labelled), len(parsed.rejected), newest)
+
+    async def change_roles(self, action: str, model: str) -> tuple[str, str]:
+        """Promote challenger `model` (PROMOTE) or restore the previous champion (ROLLBACK),
+        in the model's thread; returns (the champion now, the one it replaced). RoleError
+        when the models' roles do not allow it."""
+        return await self._run(self._change_roles, action, model)
+
+    def _change_roles(self, action: str, model: str) -> tuple[str, str]:
+        models = self.model
+        if not isinstance(models, Contenders):
+            raise RoleError(
+                "no challengers to promote" if models is not None else "no model trained yet"
+            )
+        replaced = models.rollback() if action == ROLLBACK else models.promote(model)
+        return models.champion, replaced
 
     async def fit(self, fresh: Algorithm, stored: Sequence[StoredRecord]) -> int:
         """Make `fresh`, trained on `stored` (oldest first), the model; return how many

@@ -35,6 +35,13 @@ from redis.exceptions import LockError, RedisError, ResponseError
 
 from services.trainer.learner import Learner, TrainingInterrupted
 from services.trainer.stream import FETCH_RECORDS, InputStream
+from shared.algorithms.contenders import (
+    PROMOTION_MODE,
+    ROLLBACK_MODE,
+    Contenders,
+    RoleError,
+    reconcile,
+)
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore, InfluxDBError
 from shared.clients.kafka import ensure_topics
@@ -48,7 +55,7 @@ from shared.prepostprocessors import processor_for
 from shared.records import record_class_for
 from shared.wire.influx import RecordsMeasurement
 from shared.wire.keys import UseCaseKeys
-from shared.wire.store import REQUESTS_GROUP, ModelMeta, RetrainRequest
+from shared.wire.store import PROMOTE, REQUESTS_GROUP, RETRAIN, ModelMeta, RetrainRequest
 
 log = logging.getLogger("trainer")
 
@@ -210,7 +217,9 @@ class Trainer:
         if checkpoint is None or checkpoint.algorithm is None:
             self.learner.model = build_algorithm(self.usecase) if self.incremental else None
             return {}
-        self.learner.model = checkpoint.algorithm
+        self.learner.model, changes = reconcile(checkpoint.algorithm, build_algorithm(self.usecase))
+        for change in changes:
+            log.warning(f"resuming: {change}", extra={"usecase": self.usecase.name})
         self.model_version = checkpoint.version
         self.total_learned = int(checkpoint.meta.get("records_learned") or 0)
         self._checkpoint_at = self._published_at = time.monotonic()
@@ -239,8 +248,11 @@ class Trainer:
             if not self.usecase.streaming.online_train:
                 await self._idle()
                 continue  # training disabled: requests are acknowledged and ignored
-            if requests:
-                reason = ", ".join(request.reason for request in requests)
+            retrains = [request for request in requests if request.action == RETRAIN]
+            for change in (request for request in requests if request.action != RETRAIN):
+                await self._with_retries(self._change_roles, change)
+            if retrains:
+                reason = ", ".join(request.reason for request in retrains)
                 await self._with_retries(self._refit, retrain=True, reason=reason)
             elif self.stream is not None:
                 await self._with_retries(self._learn_step, bound)
@@ -407,6 +419,30 @@ class Trainer:
         log.debug("model published", extra={"usecase": self.usecase.name, "version": version})
         return version
 
+    # ---- champion and challengers ------------------------------------------------------------
+
+    async def _change_roles(self, request: RetrainRequest) -> None:
+        """A promotion or a rollback (the evaluator's rule, the API) is a new version with the
+        new roles, checkpointed so that a restart keeps them. One the roles do not allow
+        (an unknown model, nothing to roll back to) is logged and dropped."""
+        try:
+            champion, replaced = await self.learner.change_roles(request.action, request.model)
+        except RoleError as error:
+            log.warning(
+                f"{request.action} refused: {error}",
+                extra={"usecase": self.usecase.name, "by": request.by, "model": request.model},
+            )
+            return
+        mode = PROMOTION_MODE if request.action == PROMOTE else ROLLBACK_MODE
+        reason = f"{champion} replaces {replaced}: {request.reason}" + (
+            f" (by {request.by})" if request.by else ""
+        )
+        version = await self._publish(mode=mode, reason=reason, checkpoint=True)
+        log.info(
+            "champion changed",
+            extra={"usecase": self.usecase.name, "version": version, "reason": reason},
+        )
+
     # ---- refits from InfluxDB ----------------------------------------------------------------
 
     async def _refit(self, retrain: bool, reason: str) -> None:
@@ -420,7 +456,10 @@ class Trainer:
             )
             if not window:
                 return
-            learnt = await self.learner.fit(build_algorithm(self.usecase), window)
+            fresh = build_algorithm(self.usecase)
+            if isinstance(fresh, Contenders):  # fresh models, the champion they had
+                fresh.with_roles_of(self.learner.model)
+            learnt = await self.learner.fit(fresh, window)
             if self.stream is not None:
                 self.stream.seek(ends)
             self.total_learned = learnt

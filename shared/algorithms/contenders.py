@@ -25,8 +25,8 @@ from typing import Any
 from shared.algorithms.base import Algorithm, Features
 
 #: ModelMeta modes of the versions that change roles.
-PROMOTION = "promotion"
-ROLLBACK = "rollback"
+PROMOTION_MODE = "promotion"
+ROLLBACK_MODE = "rollback"
 
 
 class RoleError(ValueError):
@@ -152,3 +152,34 @@ class Contenders(Algorithm):
             "previous_champion": self.previous,
             "models": {name: model.describe() for name, model in self.models.items()},
         }
+
+
+def reconcile(saved: Algorithm, configured: Algorithm) -> tuple[Algorithm, list[str]]:
+    """The model to resume with: `saved` (a checkpoint, which keeps the roles and what each
+    model learnt) fitted to the models `configured` now (algs.props may have changed since):
+    a challenger added since joins fresh (it learns from here on), one removed is dropped,
+    the champion stays unless it is no longer configured. Also says what changed."""
+    if not isinstance(configured, Contenders):
+        if isinstance(saved, Contenders):
+            model = saved.models.get(configured.name, saved.leader)
+            return model, [f"no challengers configured any more: going on with {model.name}"]
+        return saved, []
+    names = list(configured.models)
+    if not isinstance(saved, Contenders):
+        saved = Contenders({configured.champion: saved}, configured.champion)
+    changes = [
+        f"challenger {name} added: it learns from here on"
+        for name in names
+        if name not in saved.models
+    ]
+    changes += [
+        f"model {name} no longer configured: dropped"
+        for name in saved.models
+        if name not in configured.models
+    ]
+    models = {name: saved.models.get(name, configured.models[name]) for name in names}
+    champion = saved.champion if saved.champion in models else configured.champion
+    if champion != saved.champion:
+        changes.append(f"the champion {saved.champion} is no longer configured: {champion} is")
+    previous = saved.previous if saved.previous in models else None
+    return Contenders(models, champion, previous), changes

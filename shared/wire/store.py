@@ -40,7 +40,8 @@ class ModelMeta(BaseModel):
     mode: str | None = Field(
         None,
         description="stream (learnt from the input topics), retrain, classical (a refit on "
-        "InfluxDB), offline, or another producer of versions",
+        "InfluxDB), promotion or rollback (a change of champion), offline, or another "
+        "producer of versions",
     )
     reason: str | None = Field(
         None, description="why it was published (stream, stop, interval, a retrain's reason...)"
@@ -57,6 +58,18 @@ class ModelMeta(BaseModel):
     )
     lag_ms: int | None = Field(
         None, description="ms between the newest record learnt's event time and the publication"
+    )
+    champion: str | None = Field(
+        None,
+        description="with challengers: the name of the model whose predictions are the outputs",
+    )
+    challengers: list[str] = Field(
+        default_factory=list, description="with challengers: the other models' names"
+    )
+    previous_champion: str | None = Field(
+        None,
+        description="the champion before the last promotion or rollback: what a rollback "
+        "restores (it kept learning as a challenger)",
     )
     snapshot: bool = Field(False, description="the envelope is an inference snapshot")
     checkpoint: bool = Field(
@@ -140,14 +153,25 @@ def _meta_or_none(usecase: str, fields: Fields) -> ModelMeta | None:
         return None
 
 
+#: RetrainRequest actions.
+RETRAIN, PROMOTE, ROLLBACK = "retrain", "promote", "rollback"
+
+
 class RetrainRequest(BaseModel):
-    """Ask the trainer for a retrain. Extra fields are context kept with the request (how many
+    """Ask the trainer for a retrain, or a change of champion (promote a challenger, roll back
+    to the previous champion). Extra fields are context kept with the request (how many
     records the evaluator had scored, which actor of the API...)."""
 
     model_config = ConfigDict(extra="allow")
 
     reason: str = Field("request", description="why (an alert's metrics, the API's body...)")
     by: str = Field("", description="who asks: evaluator, api")
+    action: str = Field(
+        RETRAIN,
+        description=f"`{RETRAIN}` (refit every model), `{PROMOTE}` (make `model` the "
+        f"champion) or `{ROLLBACK}` (restore the previous champion)",
+    )
+    model: str = Field("", description=f"`{PROMOTE}`: the challenger to promote")
 
     def encode(self) -> dict[str, str]:
         return {name: str(value) for name, value in self.model_dump().items()}
@@ -163,6 +187,18 @@ async def request_training(
     """Ask the trainer of `usecase` for a retrain (the evaluator's alerts, the API); returns
     the request's stream id."""
     request = RetrainRequest(reason=reason, by=by, **{k: str(v) for k, v in context.items()})
+    entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())
+    return _text(entry)
+
+
+async def request_role_change(
+    redis: Redis, usecase: str, action: str, reason: str, by: str, model: str = "", **context: str
+) -> str:
+    """Ask the trainer of `usecase` to promote challenger `model` (action PROMOTE) or to
+    restore the previous champion (ROLLBACK); returns the request's stream id."""
+    if action not in (PROMOTE, ROLLBACK):
+        raise ValueError(f"not a change of champion: {action!r}")
+    request = RetrainRequest(reason=reason, by=by, action=action, model=model, **context)
     entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())
     return _text(entry)
 

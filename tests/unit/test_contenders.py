@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from river import dummy, tree
 
-from shared.algorithms.contenders import Contenders, RoleError
+from shared.algorithms.contenders import Contenders, RoleError, reconcile
 from shared.algorithms.registry import build_algorithm
 from shared.algorithms.snapshot import InferenceSnapshot, inference_snapshot
 from shared.config import ConnectionSettings, load_usecase
@@ -155,3 +155,24 @@ def test_models_learn_the_same_way(tmp_path):
     algs += "ExternalAlgorithm.train=true\nExternalAlgorithm.test=true\n"
     with pytest.raises(StreamerError, match="challenger ExternalAlgorithm learns in batches but"):
         build_algorithm(usecase(tmp_path, algs))
+
+
+def test_a_resumed_checkpoint_keeps_its_roles_and_follows_the_configured_models(tmp_path):
+    saved = contenders(tmp_path)
+    saved.learn_many([x for x, _ in kdd_like(300)], [y for _, y in kdd_like(300)])
+    saved.promote(TREE)
+    algs = f"algorithm=HoeffdingTreeClassifier\nchallengers={TREE}, KMeans\n"
+    configured = build_algorithm(usecase(tmp_path, algs))
+    resumed, changes = reconcile(saved, configured)
+    assert isinstance(resumed, Contenders)
+    assert (resumed.champion, resumed.previous) == (TREE, "HoeffdingTreeClassifier")
+    assert resumed.models[TREE] is saved.models[TREE]  # what it learnt is kept
+    assert resumed.models["KMeans"] is configured.models["KMeans"]
+    assert changes == [
+        "challenger KMeans added: it learns from here on",
+        "model river.dummy.PriorClassifier no longer configured: dropped",
+    ]
+    plain = build_algorithm(usecase(tmp_path, "algorithm=HoeffdingTreeClassifier\n"))
+    assert reconcile(plain, plain) == (plain, [])
+    wrapped, _ = reconcile(plain, configured)
+    assert wrapped.models["HoeffdingTreeClassifier"] is plain
