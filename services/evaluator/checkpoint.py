@@ -21,7 +21,8 @@ written next to the checkpoint. An evaluator killed before the checkpoint that f
 exactly that evaluation at restart: the same messages (read up to those offsets; what is read
 beyond waits for the next evaluation), the same number and time. It therefore rewrites the same
 InfluxDB points and Elasticsearch documents instead of adding slightly different ones, and the
-retrain request it may send is written by the same Redis script as the checkpoint: once.
+requests it may send the trainer (a retrain, a promotion) are written by the same Redis script
+as the checkpoint: once.
 
 Fencing. A starting evaluator makes itself the checkpoint's `owner`; every write checks the
 owner in the same script, so an evaluator that a newer one replaced stops instead of
@@ -41,6 +42,7 @@ import os
 import random
 import secrets
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,10 +59,11 @@ log = logging.getLogger("evaluator")
 
 OWNER, EVALUATION, STATE, PENDING = "owner", "evaluation", "state", "pending"
 
-# Fenced write of the checkpoint hash (and of a retrain request, in the same step).
-# KEYS: the checkpoint hash, the retrain requests stream
+# Fenced write of the checkpoint hash (and of the trainer requests, in the same step).
+# KEYS: the checkpoint hash, the trainer requests stream
 # ARGV: owner, number of hash fields to set (n), number of hash fields to delete (d),
-#       then the n field/value pairs, the d fields, and the retrain request's field/value pairs
+#       then the n field/value pairs, the d fields, and per request: its number of fields (k)
+#       and its k field/value pairs
 _WRITE = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
   return 0
@@ -79,10 +82,12 @@ if d > 0 then
   redis.call('HDEL', KEYS[1], unpack(fields))
 end
 first = first + d
-if #ARGV >= first then
+while #ARGV > first do
+  local k = tonumber(ARGV[first])
   local request = {}
-  for i = first, #ARGV do request[#request + 1] = ARGV[i] end
+  for i = first + 1, first + 2 * k do request[#request + 1] = ARGV[i] end
   redis.call('XADD', KEYS[2], '*', unpack(request))
+  first = first + 2 * k + 1
 end
 return 1
 """
@@ -220,29 +225,31 @@ class CheckpointStore:
             await self._fenced({PENDING: pending.encode()})
 
     async def save(
-        self, evaluation: int, sealed: bytes | None, request: RetrainRequest | None
+        self, evaluation: int, sealed: bytes | None, requests: Sequence[RetrainRequest] = ()
     ) -> None:
-        """The state after `evaluation` and the retrain request it decided, in one step.
-        `sealed` None: no state to keep (no secret, or a state that does not pickle), and an
-        older one must not be resumed from either."""
+        """The state after `evaluation` and the trainer requests it decided (a retrain, a
+        promotion), in one step. `sealed` None: no state to keep (no secret, or a state that
+        does not pickle), and an older one must not be resumed from either."""
         if sealed is not None:
-            await self._fenced({EVALUATION: evaluation, STATE: sealed}, [PENDING], request)
+            await self._fenced({EVALUATION: evaluation, STATE: sealed}, [PENDING], requests)
         else:
-            await self._fenced({}, [EVALUATION, STATE, PENDING], request)
+            await self._fenced({}, [EVALUATION, STATE, PENDING], requests)
 
     async def _fenced(
         self,
         fields: dict[str, Any],
         delete: list[str] | None = None,
-        request: RetrainRequest | None = None,
+        requests: Sequence[RetrainRequest] = (),
     ) -> None:
         delete = delete or []
         args: list[Any] = [self.owner, len(fields), len(delete)]
         for name, value in fields.items():
             args += [name, value]
         args += delete
-        if request is not None:
-            for name, value in request.encode().items():
+        for request in requests:
+            encoded = request.encode()
+            args.append(len(encoded))
+            for name, value in encoded.items():
                 args += [name, value]
         if not await self._write(keys=[self.key, self.requests_key], args=args):
             raise EvaluatorReplacedError(

@@ -60,6 +60,31 @@ def metric_documents(usecase: str, result: EvaluationResult) -> list[dict[str, A
     return documents
 
 
+def leaderboard_documents(usecase: str, result: EvaluationResult) -> list[dict[str, Any]]:
+    """With challengers: one document per model per metric per view."""
+    standing = result.standing
+    if standing is None:
+        return []
+    documents = []
+    for model, views in standing.values.items():
+        for view in VIEWS:
+            for metric, value in views.get(view, {}).items():
+                document = {
+                    **_about(usecase, result.time_ms, result.span),
+                    "model": model,
+                    "role": standing.role(model),
+                    "view": view,
+                    "evaluation": result.index,
+                    "metric": metric,
+                    "defined": value is not None,
+                    "pairs": standing.pairs.get(model, {}).get(view, 0),
+                }
+                if value is not None:
+                    document["value"] = float(value)
+                documents.append(document)
+    return documents
+
+
 def batch_document(
     usecase: str, result: EvaluationResult, records_per_s: float, alert: bool
 ) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
+from services.evaluator.leaderboard import Leaderboard, Promotion, PromotionRule, Standing
 from shared.metrics.evaluation import MetricSet
 from shared.monitoring.base import Detector
 from shared.monitoring.detection import DetectionChange
@@ -131,6 +132,8 @@ class EvaluationResult:
     changes: list[DetectionChange] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     model_version: int | None = None
+    standing: Standing | None = None  # the leaderboard after it (with challengers)
+    promotion: Promotion | None = None  # what the promotion rule decided
 
     @property
     def malformed(self) -> int:
@@ -161,6 +164,9 @@ class Views:
 
     metric_set: MetricSet
     detector: Detector | None
+    # per model, with challengers (None: none seen yet; a class default, so that a checkpoint
+    # written before leaderboards existed still loads)
+    leaderboard: Leaderboard | None = None
 
 
 class Scorer:
@@ -182,6 +188,7 @@ class Scorer:
         self.regression = regression
         self.topic = topic
         self.progress = Progress()
+        self.promotion: PromotionRule | None = None  # algs.props' rule: not checkpointed
 
     @property
     def metric_set(self) -> MetricSet:
@@ -229,6 +236,7 @@ class Scorer:
         progress.pairs_seen += len(pairs)
         window = min(progress.pairs_seen, metric_set.window_size or 0)
         result.pairs = {"batch": len(pairs), "cumulative": progress.pairs_seen, "window": window}
+        self._rank(result)
         if detector is not None and pairs:
             if detector.wants_errors:
                 targets, predictions = zip(*pairs, strict=True)
@@ -239,6 +247,20 @@ class Scorer:
                 watched = {name: values.get(metric) for name, metric in self.monitored.items()}
                 result.changes = detector.observe(progress.index, now_ms, watched)
         return result
+
+    def leaderboard(self) -> Leaderboard:
+        """The leaderboard of the current views (created on first use)."""
+        if self.views.leaderboard is None:
+            self.views.leaderboard = Leaderboard(self.views.metric_set)
+        return self.views.leaderboard
+
+    def _rank(self, result: EvaluationResult) -> None:
+        """Each model's metrics (outputs with challengers only) and the promotion rule."""
+        if self.views.leaderboard is None and all(o.champion is None for o in result.outputs):
+            return
+        board = self.leaderboard()
+        result.standing = board.score(result.outputs)
+        result.promotion = board.decide(self.promotion, result.standing, result.time_ms)
 
 
 def reason_of(error: ValueError) -> str:

@@ -32,6 +32,7 @@ from services.evaluator.checkpoint import (
     Pending,
     settings_of,
 )
+from services.evaluator.leaderboard import PromotionRule
 from services.evaluator.logfiles import UseCaseLogs
 from services.evaluator.reading import OutputReader
 from services.evaluator.scoring import (
@@ -59,10 +60,10 @@ from shared.modelstore import ModelIntegrityError
 from shared.monitoring.detection import ChangeKind
 from shared.monitoring.factory import build_detector
 from shared.sinks.elastic import ElasticSink
-from shared.wire.influx import MetricsMeasurement
+from shared.wire.influx import LeaderboardMeasurement, MetricsMeasurement
 from shared.wire.kafka import DeadLetter, dead_letter_topic, record_id_of
 from shared.wire.keys import UseCaseKeys
-from shared.wire.store import ModelMeta, RetrainRequest
+from shared.wire.store import PROMOTE, ModelMeta, RetrainRequest
 
 log = logging.getLogger("evaluator")
 
@@ -112,7 +113,9 @@ class Evaluator:
         regression = any(metric.name.startswith(REGRESSION_HINTS) for metric in metrics)
         view = monitoring.view if monitoring else "batch"
         topic = usecase.streaming.output_topic
-        return Scorer(metric_set, detector, monitored, view, regression, topic)
+        scorer = Scorer(metric_set, detector, monitored, view, regression, topic)
+        scorer.promotion = PromotionRule.of(usecase, metric_set)
+        return scorer
 
     @property
     def cooldown_ms(self) -> int:
@@ -279,7 +282,7 @@ class Evaluator:
         )
         await self._dead_letters(producer, result)
         started_at = self._track_detections(result)
-        request = self._react(result)
+        requests = self._react(result) + self._promote(result)
         await self._write(result, started_at)
         state = self.state
         state.offsets.update(result.span.next_offsets())
@@ -291,7 +294,7 @@ class Evaluator:
         sealed = await self._seal()
         if self.elastic is not None:
             await self.elastic.drain(DRAIN_S)
-        await self.checkpoints.save(result.index, sealed, request)
+        await self.checkpoints.save(result.index, sealed, requests)
         await commit_processed(consumer, messages)
 
     async def _seal(self) -> bytes | None:
@@ -357,12 +360,12 @@ class Evaluator:
             started_at.append(Span.parse(result.span.topic, text))
         return started_at
 
-    def _react(self, result: EvaluationResult) -> RetrainRequest | None:
+    def _react(self, result: EvaluationResult) -> list[RetrainRequest]:
         """Alerts start/stop; while one is active, ask for a retrain at most once a cooldown
         (returned: it is written with the checkpoint)."""
         detector, state = self.scorer.detector, self.state
         if detector is None:
-            return None
+            return []
         for change in result.changes:
             detection = change.detection
             text = (
@@ -408,7 +411,35 @@ class Evaluator:
                     detection_ids=[d.id for d in detector.ongoing().values()],
                 ),
             )
-        return request
+        return [request] if request is not None else []
+
+    def _promote(self, result: EvaluationResult) -> list[RetrainRequest]:
+        """The promotion the rule decided, as a request to the trainer (written with the
+        checkpoint, so a replayed evaluation does not ask twice)."""
+        promotion = result.promotion
+        if promotion is None:
+            return []
+        self.logs.write(
+            "infoLog",
+            f"({result.index}) promotion of {promotion.model} requested: {promotion.reason}",
+        )
+        log.info(
+            "promotion requested",
+            extra={
+                "usecase": self.usecase.name,
+                "model": promotion.model,
+                "reason": promotion.reason,
+            },
+        )
+        return [
+            RetrainRequest(
+                reason=promotion.reason,
+                by="evaluator",
+                action=PROMOTE,
+                model=promotion.model,
+                evaluation=str(result.index),
+            )
+        ]
 
     async def _write(self, result: EvaluationResult, started_at: list[Span]) -> None:
         points = []
@@ -419,7 +450,7 @@ class Evaluator:
                     points.append(
                         self.measurement.point(view, metric, value, result.index, result.time_ms)
                     )
-        await self.influx.write_lines(points)
+        await self.influx.write_lines(points + self._leaderboard_points(result))
         first_window_s = self.wait_ms / 1000
         rate = records_per_second(
             len(result.outputs), result.time_ms, self.state.previous_batch_ms, first_window_s
@@ -428,6 +459,24 @@ class Evaluator:
         if self.elastic is not None:
             self._index(result, rate, started_at)
 
+    def _leaderboard_points(self, result: EvaluationResult) -> list[str]:
+        """With challengers: each model's values, every view (undefined ones too: their pairs
+        and the model's role still say where it stands)."""
+        standing = result.standing
+        if standing is None:
+            return []
+        measurement = LeaderboardMeasurement(self.usecase.name)
+        return [
+            measurement.point(
+                model, view, metric, value,
+                pairs=standing.pairs[model][view], role=standing.role(model),
+                evaluation=result.index, time_ms=result.time_ms,
+            )
+            for model, views in standing.values.items()
+            for view in VIEWS
+            for metric, value in views.get(view, {}).items()
+        ]  # fmt: skip
+
     def _index(
         self, result: EvaluationResult, records_per_s: float, started_at: list[Span]
     ) -> None:
@@ -435,6 +484,8 @@ class Evaluator:
         assert sink is not None
         for document in documents.metric_documents(name, result):
             sink.add("metrics", None, document)
+        for document in documents.leaderboard_documents(name, result):
+            sink.add("leaderboard", None, document)
         sink.add(
             "batches",
             None,
@@ -467,6 +518,8 @@ class Evaluator:
                     logging.ERROR,
                 )
                 continue
+            if meta.champion is not None:  # with challengers
+                self.scorer.leaderboard().note_version(meta)
             if meta.mode != "stream":
                 self.logs.write(
                     "infoLog",

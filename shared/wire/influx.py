@@ -14,7 +14,9 @@ point per topic/partition (`<usecase>_progress`, time 0, field `offset` = the ba
 offset): every record point up to that offset is complete, and readers go no further.
 
 Metrics (`<usecase>_metrics`, written by the evaluator, read by the API and the dashboard):
-tags `view`, `metric`; fields `value`, `evaluation`; time = the evaluation's time.
+tags `view`, `metric`; fields `value`, `evaluation`; time = the evaluation's time. The
+leaderboard (`<usecase>_leaderboard`, a use case with challengers): the same per model, tag
+`model`, with the model's `role` at that evaluation and the `pairs` each view covers.
 
 No other module writes InfluxQL: services call these readers (shared/clients/influx.py runs
 the queries).
@@ -35,6 +37,7 @@ TARGET = "_target"
 EVENT_TIME = "_event_time"
 RECORD_ID = "_record_id"
 METRICS_SUFFIX = "_metrics"
+LEADERBOARD_SUFFIX = "_leaderboard"
 PROGRESS_SUFFIX = "_progress"
 #: Records per query when reading everything.
 PAGE = 20000
@@ -85,6 +88,25 @@ METRICS_SCHEMA = MeasurementSchema(
     read_by="the API (`/usecases/{name}/metrics`) and the dashboard",
     tags={"view": "batch, cumulative or window", "metric": "the metric's name"},
     fields={"value": "the metric's value", "evaluation": "the evaluation's number"},
+    time="the evaluation's time",
+)
+
+
+LEADERBOARD_SCHEMA = MeasurementSchema(
+    name="<usecase>" + LEADERBOARD_SUFFIX,
+    written_by="the evaluator, for a use case with challengers",
+    read_by="the API (`/usecases/{name}/leaderboard`) and the dashboard",
+    tags={
+        "model": "the model's name in algs.props",
+        "view": "batch, cumulative or window",
+        "metric": "the metric's name",
+    },
+    fields={
+        "value": "the metric's value (absent when undefined)",
+        "pairs": "the (target, prediction) pairs the view covers",
+        "role": "champion or challenger, at that evaluation",
+        "evaluation": "the evaluation's number",
+    },
     time="the evaluation's time",
 )
 
@@ -309,6 +331,79 @@ def _metric(row: dict[str, Any]) -> MetricPoint:
         metric=str(row.get("metric", "")),
         time_ms=int(row["time"]) // 1_000_000,
         value=float(value) if isinstance(value, int | float) else None,
+    )
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One value of the leaderboard read back."""
+
+    model: str
+    view: str
+    metric: str
+    time_ms: int
+    value: float | None
+    pairs: int | None = None
+    role: str | None = None
+
+
+class LeaderboardMeasurement:
+    """The evaluator's metric values per model (champion and challengers) of one use case."""
+
+    def __init__(self, usecase: str):
+        self.name = usecase + LEADERBOARD_SUFFIX
+
+    def point(
+        self,
+        model: str,
+        view: str,
+        metric: str,
+        value: float | None,
+        *,
+        pairs: int,
+        role: str,
+        evaluation: int,
+        time_ms: int,
+    ) -> str:
+        fields: dict[str, Any] = {"pairs": pairs, "role": role, "evaluation": evaluation}
+        if value is not None:
+            fields["value"] = float(value)
+        tags = {"model": model, "view": view, "metric": metric}
+        return encode_point(self.name, tags, fields, time_ms * 1_000_000)
+
+    async def latest(self, store: QueryRunner, view: str | None = None) -> list[ModelScore]:
+        """The newest point of each (model, view, metric): its value (None when undefined
+        then), pairs and role."""
+        where = f' WHERE "view" = {quote_string(view)}' if view else ""
+        rows = await store.query(
+            f'SELECT "value", "pairs", "role" FROM {quote_identifier(self.name)}{where} '
+            'GROUP BY "model", "view", "metric" ORDER BY time DESC LIMIT 1'
+        )
+        return [_score(row) for row in rows]
+
+    async def buckets(
+        self, store: QueryRunner, start_ms: int, bucket_ms: int, view: str, metric: str
+    ) -> list[ModelScore]:
+        """The last value of each model's `metric` in `view` per bucket since `start_ms`."""
+        rows = await store.query(
+            f'SELECT last("value") AS "value" FROM {quote_identifier(self.name)} '
+            f'WHERE time >= {int(start_ms)}ms AND "view" = {quote_string(view)} '
+            f'AND "metric" = {quote_string(metric)} '
+            f'GROUP BY time({int(bucket_ms)}ms), "model", "view", "metric" fill(none)'
+        )
+        return [_score(row) for row in rows]
+
+
+def _score(row: dict[str, Any]) -> ModelScore:
+    value, pairs, role = row.get("value"), row.get("pairs"), row.get("role")
+    return ModelScore(
+        model=str(row.get("model", "")),
+        view=str(row.get("view", "")),
+        metric=str(row.get("metric", "")),
+        time_ms=int(row["time"]) // 1_000_000,
+        value=float(value) if isinstance(value, int | float) else None,
+        pairs=int(pairs) if isinstance(pairs, int | float) else None,
+        role=str(role) if role is not None else None,
     )
 
 

@@ -23,6 +23,7 @@ from pydantic.fields import PydanticUndefined
 
 from shared.wire.heartbeat import INTERVAL_S, TTL_S, HeartbeatPayload
 from shared.wire.influx import (
+    LEADERBOARD_SCHEMA,
     METRICS_SCHEMA,
     PROGRESS_SCHEMA,
     RECORDS_SCHEMA,
@@ -218,6 +219,7 @@ def markdown() -> str:
         "### InfluxDB measurements",
         *[measurement_table(schema) for schema in (RECORDS_SCHEMA, PROGRESS_SCHEMA)],
         measurement_table(METRICS_SCHEMA),
+        measurement_table(LEADERBOARD_SCHEMA),
     )
     return "\n".join(lines).rstrip() + "\n"
 

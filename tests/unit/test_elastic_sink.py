@@ -65,7 +65,15 @@ async def sink():
 
 
 def test_the_six_indices_are_declared():
-    assert set(INDICES) == {"metrics", "batches", "detections", "alerts", "models", "predictions"}
+    assert set(INDICES) == {
+        "metrics",
+        "leaderboard",
+        "batches",
+        "detections",
+        "alerts",
+        "models",
+        "predictions",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(INDICES))

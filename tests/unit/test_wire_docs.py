@@ -9,9 +9,11 @@ import pytest
 
 from shared.wire import reference
 from shared.wire.influx import (
+    LEADERBOARD_SCHEMA,
     METRICS_SCHEMA,
     PROGRESS_SCHEMA,
     RECORDS_SCHEMA,
+    LeaderboardMeasurement,
     MeasurementSchema,
     MetricsMeasurement,
     RecordsMeasurement,
@@ -71,6 +73,13 @@ def names_in(line: str) -> tuple[str, set[str], set[str]]:
         ),
         (PROGRESS_SCHEMA, RecordsMeasurement("<usecase>").progress_point("t", 0, 7)),
         (METRICS_SCHEMA, MetricsMeasurement("<usecase>").point("window", "accuracy", 0.5, 3, 9)),
+        (
+            LEADERBOARD_SCHEMA,
+            LeaderboardMeasurement("<usecase>").point(
+                "moa.HoeffdingTree", "window", "accuracy", 0.5, pairs=9, role="champion",
+                evaluation=3, time_ms=9,
+            ),
+        ),
     ],
 )  # fmt: skip
 def test_the_documented_measurements_are_what_the_writers_write(schema: MeasurementSchema, line):
