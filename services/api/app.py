@@ -21,7 +21,7 @@ from services.api.dashboard.router import dashboard_router
 from services.api.dependencies import ApiContext
 from services.api.errors import install_error_handlers
 from services.api.prometheus import ApiMetrics, RequestMetrics, ScrapeApp
-from services.api.routes import health, observations, usecases
+from services.api.routes import champions, health, observations, usecases
 from shared.clients.elastic import connect_elasticsearch
 from shared.clients.influx import AioinfluxStore
 from shared.clients.redis import connect_redis
@@ -71,7 +71,7 @@ def create_app(
     )
     app.state.api = context
     metrics = app.state.metrics = ApiMetrics()
-    for module in (health, usecases, observations):
+    for module in (health, usecases, observations, champions):
         app.include_router(module.router)
     # include_router, not mount: FastAPI then runs the dashboard's lifespan (its clients).
     # Its JSON routes are the page's own, not the public API: kept out of the OpenAPI schema.

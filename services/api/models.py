@@ -139,3 +139,56 @@ class Models(BaseModel):
     usecase: str
     latest: int | None
     versions: list[ModelMeta] = Field(description="newest first")
+
+
+class RoleChange(BaseModel):
+    """Body of `POST .../promote`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=300, description="the challenger to promote")
+    reason: str | None = Field(None, min_length=1, max_length=500)
+
+
+class Rollback(BaseModel):
+    """Body of `POST .../rollback` (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, min_length=1, max_length=500)
+
+
+class RoleChangeAccepted(BaseModel):
+    usecase: str
+    request_id: str = Field(description="entry id in `streamer:<usecase>:train:requests`")
+    action: str = Field(description="promote or rollback")
+    champion: str = Field(description="the champion once the trainer has carried it out")
+    replaces: str = Field(description="the champion now (a challenger then, still learning)")
+    reason: str
+    by: str
+
+
+class PromotionSettings(BaseModel):
+    metric: str
+    margin: float
+    min_records: int
+
+
+class ModelStanding(BaseModel):
+    model: str = Field(description="the model's name in algs.props")
+    role: str = Field(description="champion or challenger")
+    values: dict[str, dict[str, float | None]] = Field(
+        description="view -> metric -> value (null: undefined)"
+    )
+    pairs: dict[str, int] = Field(description="view -> (target, prediction) pairs it covers")
+    time_ms: int | None = Field(description="the newest evaluation's time, epoch ms")
+
+
+class Leaderboard(BaseModel):
+    usecase: str
+    champion: str | None = Field(description="per the newest model version")
+    challengers: list[str]
+    previous_champion: str | None = Field(description="what a rollback restores")
+    model_version: int | None
+    promotion: PromotionSettings | None = Field(description="the automatic rule, if any")
+    models: list[ModelStanding] = Field(description="the champion first, then the challengers")

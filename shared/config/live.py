@@ -47,6 +47,7 @@ MUTABLE_KEYS: dict[str, str] = {
     "alert.cooldown": "monitoring",
 }
 REFRESH_S = 2.0
+AUDIT_MAXLEN = 10000
 _MODELS = {"streaming": StreamingConfig, "algs": AlgsConfig, "monitoring": MonitoringConfig}
 
 
@@ -106,12 +107,26 @@ async def change_config(redis: Redis, base: UseCase, changes: dict[str, str], wh
             old = current.get(key, _props_value(resolved_before, key))
             pipe.xadd(
                 UseCaseKeys(base.name).config_audit,
-                {"who": who, "at": str(time.time()), "key": key, "old": str(old), "new": new},
-                maxlen=10000,
+                _audit_entry(who, key, str(old), new),
+                maxlen=AUDIT_MAXLEN,
                 approximate=True,
             )
         await pipe.execute()
     return updated
+
+
+async def audit(redis: Redis, usecase: str, who: str, key: str, old: str, new: str) -> None:
+    """An audit entry for a change made outside the props keys (a change of champion)."""
+    await redis.xadd(
+        UseCaseKeys(usecase).config_audit,
+        _audit_entry(who, key, old, new),
+        maxlen=AUDIT_MAXLEN,
+        approximate=True,
+    )
+
+
+def _audit_entry(who: str, key: str, old: str, new: str) -> dict[str, str]:
+    return {"who": who, "at": str(time.time()), "key": key, "old": old, "new": new}
 
 
 def _props_value(resolved: dict[str, Any], key: str) -> Any:

@@ -174,7 +174,12 @@ class RetrainRequest(BaseModel):
     model: str = Field("", description=f"`{PROMOTE}`: the challenger to promote")
 
     def encode(self) -> dict[str, str]:
-        return {name: str(value) for name, value in self.model_dump().items()}
+        """Stream fields; a plain retrain leaves `action` and `model` out (as before they
+        existed: readers default them)."""
+        fields = self.model_dump()
+        if self.action == RETRAIN and not self.model:
+            del fields["action"], fields["model"]
+        return {name: str(value) for name, value in fields.items()}
 
     @classmethod
     def decode(cls, fields: dict[bytes, bytes]) -> RetrainRequest:

@@ -128,6 +128,8 @@ def test_openapi_marks_the_changing_endpoints_as_secured():
         "PATCH /usecases/{name}/config",
         "GET /usecases/{name}/config/audit",
         "POST /usecases/{name}/retrain",
+        "POST /usecases/{name}/promote",
+        "POST /usecases/{name}/rollback",
     }
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():

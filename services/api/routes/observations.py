@@ -50,7 +50,7 @@ async def metrics(
     points: Annotated[int, Query(ge=1, le=10000, description="newest points per series")] = 1000,
 ) -> Metrics:
     """The latest value of each metric per view, and optionally their recent series."""
-    measurement, store = MetricsMeasurement(entry.name), _Influx(influx)
+    measurement, store = MetricsMeasurement(entry.name), InfluxReader(influx)
     only = view.value if view else None
     latest = [
         MetricValue(view=point.view, metric=point.metric, value=point.value, time_ms=point.time_ms)
@@ -103,7 +103,7 @@ async def models(
     return Models(usecase=entry.name, latest=latest, versions=versions)
 
 
-class _Influx:
+class InfluxReader:
     """The API's InfluxDB queries: a database that does not exist yet is an empty answer (no
     use case has run), a server that does not answer is a 503 naming it."""
 
