@@ -512,6 +512,43 @@ def visualizations() -> list[dict]:
     )
     items.append(
         visualization(
+            "streamer-vis-leaderboard",
+            "Leaderboard (window)",
+            "leaderboard",
+            "table",
+            [
+                latest(1, "value", "latest value"),
+                latest(2, "role", "role"),
+                latest(3, "pairs", "records in the window"),
+                terms(4, "model", "bucket", size=50),
+                terms(5, "metric", "bucket", size=20),
+            ],
+            TABLE_PARAMS,
+            "With challengers: each model's newest window-view value of each metric, and its "
+            "role (champion or challenger).",
+            filters=(("view", "window"),),
+        )
+    )
+    items.append(
+        visualization(
+            "streamer-vis-leaderboard-timeline",
+            "Models over time (window)",
+            "leaderboard",
+            line,
+            [
+                metric(1, "avg", "value", "value"),
+                over_time(2),
+                terms(3, "model", "group"),
+                terms(4, "metric", "split", size=10, row=True),
+            ],
+            xy_params(line, [("1", "value", "ValueAxis-1")], [("ValueAxis-1", "value")]),
+            "With challengers: each model's window-view value per evaluation, one chart per "
+            "metric; a promotion shows as the champion's role moving to another model.",
+            filters=(("view", "window"),),
+        )
+    )
+    items.append(
+        visualization(
             "streamer-vis-predictions",
             "Sampled predictions",
             "predictions",
@@ -544,6 +581,8 @@ LAYOUT = (
     ("streamer-vis-latency", 24, 59, 24, 13),
     ("streamer-vis-models", 0, 72, 24, 13),
     ("streamer-vis-predictions", 24, 72, 24, 13),
+    ("streamer-vis-leaderboard", 0, 85, 24, 15),
+    ("streamer-vis-leaderboard-timeline", 24, 85, 24, 15),
 )
 
 
@@ -567,7 +606,8 @@ def dashboard() -> dict:
         DASHBOARD_ID,
         {
             "description": "STREAMER evaluation: metrics, alerts, detections, throughput, "
-            "latency and models. Choose a use case at the top left.",
+            "latency, models and the leaderboard of champion and challengers. Choose a use "
+            "case at the top left.",
             "kibanaSavedObjectMeta": {
                 "searchSourceJSON": dumps({"query": EMPTY_QUERY, "filter": []})
             },
@@ -599,6 +639,7 @@ DATA_VIEWS = (
     ("alerts", "STREAMER alerts"),
     ("models", "STREAMER models"),
     ("predictions", "STREAMER predictions"),
+    ("leaderboard", "STREAMER leaderboard"),
 )
 
 

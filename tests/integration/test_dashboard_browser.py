@@ -40,6 +40,7 @@ from shared.config import ConnectionSettings
 from shared.heartbeat import Heartbeat
 from shared.modelstore import ModelStore
 from shared.sinks.elastic import ensure_templates
+from shared.wire.influx import LeaderboardMeasurement
 from shared.wire.keys import UseCaseKeys, heartbeat_key
 from shared.wire.store import ModelMeta
 
@@ -528,3 +529,90 @@ def test_dashboard_routes(unique: str) -> None:
         assert get(f"{base}/ops/dashboard/static/%2E%2E/router.py")[0] == 404
         assert get(f"{base}/ops/dashboard/api/snapshot?usecase=a%20b")[0] == 400
         assert get(f"{base}/ops/dashboard/api/stream?usecase=..%2Fx")[0] == 400
+
+
+async def test_dashboard_shows_the_leaderboard_and_a_promotion(unique: str) -> None:
+    """With challengers: the leaderboard table (champion first, each model's window and
+    cumulative values), the models' window chart, and the promotion as an event; a use case
+    without challengers shows neither."""
+    executable = chromium_path()
+    usecase, database = f"dash-{unique}", f"{unique}_dashboard"
+    settings = ConnectionSettings(influx_db=database, es_url=f"http://127.0.0.1:{free_port()}")
+    redis = connect_redis(settings)
+    influx = AioinfluxStore(settings)
+    store = ModelStore(redis, usecase, b"not-read-by-the-dashboard")
+    champion, challenger = "river.dummy.PriorClassifier", "HoeffdingTreeClassifier"
+    try:
+        await influx.ensure_database()
+        board, now = LeaderboardMeasurement(usecase), int(time.time() * 1000)
+        lines = []
+        for i in range(20):
+            t = now - (20 - i) * 3000
+            for model, value in ((champion, 0.6), (challenger, 0.7 + i / 100)):
+                for view in ("window", "cumulative"):
+                    lines.append(
+                        board.point(model, view, "accuracy", value, pairs=100 * i,
+                                    role="champion" if model == champion else "challenger",
+                                    evaluation=i, time_ms=t)
+                    )  # fmt: skip
+        await influx.write_lines(lines)
+        roles = {"champion": champion, "challengers": [challenger]}
+        await store.put(1, b"model", ModelMeta(version=1, mode="stream", **roles))
+        promoted = ModelMeta(
+            version=2,
+            mode="promotion",
+            reason=f"{challenger} replaces {champion}: window accuracy 0.8900 against 0.6000",
+            champion=challenger,
+            challengers=[champion],
+            previous_champion=champion,
+        )
+        await store.put(2, b"model", promoted)
+        app = FastAPI()
+        app.include_router(dashboard_router(settings), prefix="/dashboard")
+        with serve(app) as base:
+            async with Browser.launch(executable) as browser:
+                await browser.call("goto", url=f"{base}/dashboard?usecase={usecase}&window=300")
+                await browser.wait_for(
+                    "window.dashboard && dashboard.leaderboard"
+                    " && dashboard.points.leaderboard >= 20"
+                    " && document.querySelectorAll('#events li.model').length === 1"
+                )
+                shown = await browser.evaluate(
+                    """({
+                      hidden: document.querySelector('#leaderboard').hidden,
+                      head: [...document.querySelectorAll('#leaderboard thead th')]
+                        .map(c => c.textContent),
+                      rows: [...document.querySelectorAll('#leaderboard tbody tr')].map(r =>
+                        [...r.cells].map(c => c.textContent)),
+                      note: document.querySelector('#leaderboard-note').textContent,
+                      event: document.querySelector('#events li.model').textContent,
+                      caption: document.querySelector('#chart-leaderboard figcaption')
+                        .textContent,
+                    })"""
+                )
+                assert not shown["hidden"], shown
+                assert shown["head"] == [
+                    "model", "role", "accuracy (window)", "accuracy (cumulative)"
+                ], shown  # fmt: skip
+                assert shown["rows"] == [
+                    [challenger, "champion", "0.89", "0.89"],
+                    [champion, "challenger", "0.6", "0.6"],
+                ], shown
+                assert shown["note"] == f"champion: {challenger}", shown
+                assert f"v2 (promotion, {challenger} replaces {champion}" in shown["event"]
+                assert "accuracy" in shown["caption"] and challenger in shown["caption"]
+                # a use case without challengers: no leaderboard at all
+                await browser.call("goto", url=f"{base}/dashboard?usecase=kdd-cup-99")
+                await browser.wait_for("window.dashboard && dashboard.updates >= 1")
+                assert await browser.evaluate(
+                    "[document.querySelector('#leaderboard').hidden,"
+                    " document.querySelector('#chart-leaderboard').hidden]"
+                ) == [True, True]
+                assert await browser.call("problems") == []
+    finally:
+        keys = [key async for key in redis.scan_iter(match=f"{UseCaseKeys(usecase).prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+        await influx.query(f'DROP DATABASE "{database}"')
+        await redis.aclose()
+        await influx.close()

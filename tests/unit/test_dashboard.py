@@ -7,6 +7,8 @@ import math
 
 from services.api.dashboard.snapshot import (
     batch_buckets,
+    chart_metric,
+    leaderboard_panel,
     metric_series,
     model_events,
     model_panel,
@@ -14,7 +16,7 @@ from services.api.dashboard.snapshot import (
 from services.api.dashboard.sources import Document
 from shared.health import instances_of
 from shared.wire.heartbeat import HeartbeatPayload
-from shared.wire.influx import MetricPoint
+from shared.wire.influx import MetricPoint, ModelScore
 from shared.wire.store import ModelMeta, Published
 
 
@@ -109,3 +111,32 @@ def test_the_model_panel_shows_staleness_and_each_launchers_version():
     assert model_panel(None, [], "x") is None
     without_meta = model_panel(None, instances, "x")
     assert without_meta is not None and without_meta["version"] == 42
+
+
+def test_the_leaderboard_panel_puts_the_champion_first_and_follows_one_metric():
+    latest = [
+        ModelScore("moa.HoeffdingTree", "window", "accuracy", 5000, 0.99, 1000, "challenger"),
+        ModelScore("moa.HoeffdingTree", "window", "macro_f1", 5000, math.nan, 1000, "challenger"),
+        ModelScore("HoeffdingTreeClassifier", "window", "accuracy", 5000, 0.97, 1000, "champion"),
+        ModelScore("HoeffdingTreeClassifier", "cumulative", "accuracy", 5000, 0.96, 9000, None),
+    ]
+    assert chart_metric(latest) == "accuracy"
+    assert chart_metric([latest[1]]) == "macro_f1"
+    assert chart_metric([]) is None
+    buckets = [
+        ModelScore("moa.HoeffdingTree", "window", "accuracy", 2000, 0.98),
+        ModelScore("moa.HoeffdingTree", "window", "accuracy", 1000, 0.97),
+        ModelScore("HoeffdingTreeClassifier", "window", "accuracy", 1000, None),
+    ]
+    panel = leaderboard_panel((latest, "accuracy", buckets), None)
+    assert panel is not None
+    assert panel["champion"] == "HoeffdingTreeClassifier"  # the evaluator's roles
+    assert [(row["model"], row["role"]) for row in panel["rows"]] == [
+        ("HoeffdingTreeClassifier", "champion"),
+        ("moa.HoeffdingTree", "challenger"),
+    ]
+    assert panel["rows"][1]["values"] == {"window": {"accuracy": 0.99, "macro_f1": None}}
+    assert panel["series"] == {"moa.HoeffdingTree": [[1000, 0.97], [2000, 0.98]]}
+    promoted = leaderboard_panel((latest, "accuracy", []), {"champion": "moa.HoeffdingTree"})
+    assert promoted is not None and promoted["rows"][0]["model"] == "moa.HoeffdingTree"
+    assert leaderboard_panel(None, None) is None

@@ -23,7 +23,7 @@ from services.api.dashboard.sources import Document, Requested, Sources
 from shared.config.settings import ConnectionSettings
 from shared.health import InstanceHealth, UseCaseService, usecase_services
 from shared.sinks.elastic import DEFAULT_PREFIX
-from shared.wire.influx import MetricPoint
+from shared.wire.influx import MetricPoint, ModelScore
 from shared.wire.store import ModelMeta, Published
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ MODEL_FIELDS = (
     "version",
     "created_at",
     "algorithm",
+    "champion",
+    "challengers",
+    "previous_champion",
     "mode",
     "reason",
     "records_learned",
@@ -108,7 +111,8 @@ class Dashboard:
         next offset it has not learnt; `lag_records`: records it had not learnt when
         published), `serving` (service -> the newest version its running instances use) and
         `launchers` (launcher instance -> its version). `services`: one row per instance
-        (shared.health.UseCaseService).
+        (shared.health.UseCaseService). `leaderboard` (null without challengers): see
+        `leaderboard_panel`; its `series` are deltas like the metrics'.
         """
         now_ms = int(time.time() * 1000)
         bucket_ms = max(1000, (window_s * 1000 // MAX_POINTS) // 1000 * 1000)
@@ -117,8 +121,9 @@ class Dashboard:
         start_ms -= start_ms % bucket_ms
         status: dict[str, dict[str, Any]] = {}
         sources = self.sources
-        metrics, batches, alerts, redis_part = await asyncio.gather(
+        metrics, board, batches, alerts, redis_part = await asyncio.gather(
             _guard(status, "influxdb", sources.metric_buckets(usecase, start_ms, bucket_ms), []),
+            _guard(status, "influxdb", self._leaderboard(usecase, start_ms, bucket_ms), None),
             _guard(
                 status,
                 "elasticsearch",
@@ -151,9 +156,24 @@ class Dashboard:
             "latency": latency,
             "events": events[-MAX_EVENTS:],
             "model": model,
+            "leaderboard": leaderboard_panel(board, model),
             "services": [row.model_dump() for row in services],
             "sources": status,
         }
+
+    async def _leaderboard(
+        self, usecase: str, start_ms: int, bucket_ms: int
+    ) -> tuple[list[ModelScore], str, list[ModelScore]] | None:
+        """With challengers: each model's newest values, the metric the chart follows, and
+        that metric's window-view buckets per model."""
+        latest = await self.sources.leaderboard(usecase)
+        metric = chart_metric(latest)
+        if metric is None:
+            return None
+        series = await self.sources.leaderboard_buckets(
+            usecase, start_ms, bucket_ms, "window", metric
+        )
+        return latest, metric, series
 
     async def _batches(
         self, usecase: str, start_ms: int, bucket_ms: int, window_start: int
@@ -323,6 +343,55 @@ def model_panel(
     model["serving"] = serving
     model["launchers"] = dict(sorted(launchers.items()))
     return model
+
+
+def chart_metric(latest: list[ModelScore]) -> str | None:
+    """The leaderboard chart's metric: `accuracy` when the use case has it, else the first
+    metric by name; None without a leaderboard."""
+    names = sorted({score.metric for score in latest})
+    if not names:
+        return None
+    return "accuracy" if "accuracy" in names else names[0]
+
+
+def leaderboard_panel(
+    board: tuple[list[ModelScore], str, list[ModelScore]] | None, model: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """`{"metric", "champion", "rows": [{"model", "role", "values": {view: {metric: value}}}],
+    "series": {model: [[time, value], ...]}}` (the window view of `metric`, per bucket), the
+    champion first; roles from the newest version (`model`), else from the evaluator. None
+    without challengers."""
+    if board is None:
+        return None
+    latest, metric, buckets = board
+    champion = (model or {}).get("champion") or next(
+        (score.model for score in latest if score.role == "champion"), None
+    )
+    values: dict[str, dict[str, dict[str, float | None]]] = {}
+    for score in latest:
+        value = _finite(score.value)
+        values.setdefault(score.model, {}).setdefault(score.view, {})[score.metric] = value
+    order = sorted(values, key=lambda name: (name != champion, name))
+    series: dict[str, Points] = {}
+    for score in buckets:
+        value = _finite(score.value)
+        if value is not None:
+            series.setdefault(score.model, []).append([score.time_ms, value])
+    for points in series.values():
+        points.sort()
+    return {
+        "metric": metric,
+        "champion": champion,
+        "rows": [
+            {
+                "model": name,
+                "role": "champion" if name == champion else "challenger",
+                "values": values[name],
+            }
+            for name in order
+        ],
+        "series": series,
+    }
 
 
 def evaluator_outputs(services: list[UseCaseService]) -> tuple[int, float] | None:

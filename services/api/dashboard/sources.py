@@ -2,7 +2,8 @@
 
 - Redis: the live instances (shared.health), the `models` stream and `model:latest`
   (shared.wire.store), retrain requests (`train:requests`);
-- InfluxDB: the evaluator's `<usecase>_metrics` (shared.wire.influx.MetricsMeasurement);
+- InfluxDB: the evaluator's `<usecase>_metrics` (shared.wire.influx.MetricsMeasurement) and,
+  with challengers, `<usecase>_leaderboard` (LeaderboardMeasurement);
 - Elasticsearch: `<prefix>batches` (throughput, latency) and `<prefix>alerts`, written by the
   evaluator when visualization=true (either may be absent);
 - the use-cases folder.
@@ -32,7 +33,13 @@ from shared.config.settings import ConnectionSettings
 from shared.health import InstanceHealth, instances_of
 from shared.heartbeat import read_heartbeats
 from shared.sinks.elastic import DEFAULT_PREFIX
-from shared.wire.influx import MetricPoint, MetricsMeasurement, usecases_with_metrics
+from shared.wire.influx import (
+    LeaderboardMeasurement,
+    MetricPoint,
+    MetricsMeasurement,
+    ModelScore,
+    usecases_with_metrics,
+)
 from shared.wire.keys import UseCaseKeys
 from shared.wire.store import (
     Fields,
@@ -141,6 +148,18 @@ class Sources:
     ) -> list[MetricPoint]:
         """The last value of each (view, metric) per bucket since `start_ms`."""
         return await MetricsMeasurement(usecase).buckets(self.influx, start_ms, bucket_ms)
+
+    async def leaderboard(self, usecase: str) -> list[ModelScore]:
+        """The newest value of each model's metrics per view (with challengers)."""
+        return await LeaderboardMeasurement(usecase).latest(self.influx)
+
+    async def leaderboard_buckets(
+        self, usecase: str, start_ms: int, bucket_ms: int, view: str, metric: str
+    ) -> list[ModelScore]:
+        """Each model's last value of `metric` in `view` per bucket since `start_ms`."""
+        return await LeaderboardMeasurement(usecase).buckets(
+            self.influx, start_ms, bucket_ms, view, metric
+        )
 
     async def usecases_with_metrics(self) -> set[str]:
         return await usecases_with_metrics(self.influx)

@@ -30,6 +30,8 @@
     throughputSource: null,
     p50: [],
     p95: [],
+    models: {},  // leaderboard chart: model -> [[t, v], ...] (window view of one metric)
+    modelsMetric: null,
     events: [],
     eventKeys: new Set(),
     generation: 0,  // bumped on every (re)connection: stale answers are dropped
@@ -43,7 +45,7 @@
   // What tests (and curious users, in the console) can read.
   const dashboard = (window.dashboard = {
     usecase: null, mode: null, updates: 0, full: 0, streams: 0, points: {}, markers: 0,
-    model: null, services: [],
+    model: null, services: [], leaderboard: null,
   });
 
   function emptyMetrics() {
@@ -138,6 +140,8 @@
     state.throughput = [];
     state.p50 = [];
     state.p95 = [];
+    state.models = {};
+    state.modelsMetric = null;
     state.events = [];
     state.eventKeys = new Set();
     state.cursor = null;
@@ -248,6 +252,7 @@
 
   function drawAll() {
     for (const view of VIEWS) draw(view, state.metrics[view], true);
+    if (!$("#chart-leaderboard").hidden) draw("leaderboard", state.models, true);
     draw("throughput", { "records/s": state.throughput });
     draw("latency", { p50: state.p50, p95: state.p95 });
     const empty = $("#chart-throughput .empty");
@@ -270,7 +275,7 @@
     const detail = $("#model-detail");
     detail.replaceChildren();
     if (!model) return;
-    const parts = [model.algorithm, model.mode,
+    const parts = [model.champion ? `champion ${model.champion}` : model.algorithm, model.mode,
       model.round !== null && model.round !== undefined ? `federated round ${model.round}` : null,
       model.records_learned !== null ? `${fmt(model.records_learned)} records learned` : null,
       model.created_at ? `published ${ago(Date.now() / 1000 - model.created_at)}` : null];
@@ -286,7 +291,42 @@
     if (serving.length) detail.append(element("div", `in use: ${serving.join(", ")}`));
     const launchers = Object.entries(model.launchers || {}).map(([name, v]) => `${name} v${v}`);
     if (launchers.length) detail.append(element("div", `launchers: ${launchers.join(", ")}`));
+    if (model.challengers && model.challengers.length) {
+      detail.append(element("div", `challengers: ${model.challengers.join(", ")}`));
+    }
     if (model.reason) detail.append(element("div", `reason: ${model.reason}`));
+  }
+
+  // Champion and challengers: every metric of each model, window and cumulative views.
+  function renderLeaderboard(board) {
+    dashboard.leaderboard = board;
+    const section = $("#leaderboard");
+    const chart = $("#chart-leaderboard");
+    section.hidden = chart.hidden = !board;
+    if (!board) return;
+    const metrics = [...new Set(board.rows.flatMap((row) =>
+      Object.values(row.values).flatMap((byMetric) => Object.keys(byMetric))))].sort();
+    const views = ["window", "cumulative"];
+    const head = [element("th", "model"), element("th", "role")];
+    for (const metric of metrics) {
+      for (const view of views) head.push(element("th", `${metric} (${view})`));
+    }
+    section.querySelector("thead tr").replaceChildren(...head);
+    const rows = board.rows.map((row) => {
+      const tr = element("tr", null, row.role);
+      tr.dataset.model = row.model;
+      tr.append(element("td", row.model), element("td", row.role, "muted"));
+      for (const metric of metrics) {
+        for (const view of views) {
+          const value = ((row.values[view] || {})[metric]);
+          tr.append(element("td", fmt(value), "num"));
+        }
+      }
+      return tr;
+    });
+    section.querySelector("tbody").replaceChildren(...rows);
+    $("#leaderboard-note").textContent = board.champion ? `champion: ${board.champion}` : "";
+    chart.querySelector(".metric").textContent = board.metric;
   }
 
   function renderServices(services) {
@@ -361,6 +401,14 @@
       state.throughput = [];  // never mix Elasticsearch's batches and heartbeat counters
       state.throughputSource = throughputSource;
     }
+    const board = snapshot.leaderboard;
+    if (board && board.metric !== state.modelsMetric) {
+      state.models = {};  // another metric: its series start again
+      state.modelsMetric = board.metric;
+    }
+    for (const [name, points] of Object.entries((board && board.series) || {})) {
+      merge((state.models[name] ||= []), points);
+    }
     merge(state.throughput, snapshot.throughput.points);
     merge(state.p50, snapshot.latency.p50);
     merge(state.p95, snapshot.latency.p95);
@@ -375,8 +423,10 @@
       for (const series of Object.values(byMetric)) trim(series, from);
     }
     for (const series of [state.throughput, state.p50, state.p95]) trim(series, from);
+    for (const series of Object.values(state.models)) trim(series, from);
     state.events = state.events.filter((event) => event.time >= from);
 
+    renderLeaderboard(board || null);
     drawAll();
     renderModel(snapshot.model);
     renderServices(snapshot.services || []);
