@@ -130,7 +130,11 @@ def test_our_services_run_their_subcommand_and_check_it_by_heartbeat(
     for name, subcommand in STREAMER_SERVICES.items():
         service = services[name]
         assert service["image"] == "streamer:local", name
-        assert service["build"] == {"context": "..", "dockerfile": "compose/Dockerfile"}, name
+        assert service["build"] == {
+            "context": "..",
+            "dockerfile": "compose/Dockerfile",
+            "args": {"EXTRAS": ""},  # the plain image unless STREAMER_EXTRAS says otherwise
+        }, name
         assert service["command"][0] == subcommand, name
         assert env["USECASES"] in service["command"], name  # the use cases, as one argument
         assert service["healthcheck"]["test"] == ["CMD", "streamer", subcommand, "--check"]
@@ -369,3 +373,13 @@ def test_the_env_file_keeps_what_the_user_wrote_and_fills_only_the_gaps() -> Non
     assert "REDIS_PASSWORD" not in generated
     with pytest.raises(ValueError, match="USECASES"):
         update("", {"USECASES": "a b; rm -rf /"})
+
+
+def test_streamer_extras_selects_the_moa_image_variant(env: dict[str, str]) -> None:
+    """The Compose file passes STREAMER_EXTRAS to the Dockerfile's EXTRAS (default: none)."""
+    services = compose({**env, "STREAMER_EXTRAS": "moa"})["services"]
+    for name in STREAMER_SERVICES:
+        assert services[name]["build"]["args"] == {"EXTRAS": "moa"}, name
+    declared = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "ARG"]
+    assert 'EXTRAS=""' in declared and declared.count("EXTRAS") == 2  # and in both stages
+    assert "STREAMER_EXTRAS" in (REPO / "docs" / "deployment.md").read_text()
