@@ -10,11 +10,22 @@ Figures, each run on the same rows:
   to end and the ratio to River's loop, prequential accuracy and macro-F1, staleness p50/p99,
   trainer lag, model hand-off (bytes, seal, fetch and load ms over every version published);
 - produce-to-prediction latency p50/p95/p99 at half the default mode's measured rate (a paced
-  replay).
+  replay);
+- champion and challenger: River's tree as champion, MOA's Hoeffding tree as challenger
+  (`challengers=moa.HoeffdingTree`), launchers, trainer and evaluator: the pipeline's records/s
+  with one challenger, and each model's accuracy as the leaderboard reports it (the evaluator's
+  cumulative view, read back from InfluxDB) against the same plain loops: River's, and MOA's
+  own loop in Java (capymoa's prequential evaluation on an ARFF file of the same rows);
+- MOA alone (`algorithm=moa.HoeffdingTree`): the trainer learns each fetched batch with one
+  learn_many handed to the JVM; by default (launchers predict) and with `launcher.learn=true`
+  (the launcher test-then-trains each batch in one predict_learn_many): records/s against
+  River's plain loop, accuracy against MOA's own loop. Their hand-off probe fetches versions
+  without unpickling them (a JVM of its own in this process would take a core from the run).
 
 It fails (exit 1) on a timeout, a missing or duplicated output, or a service that dies, rather
 than report stale figures. `--repeat 3` reports the median of three runs (every run is kept in
-the report). The JSON report goes to .run/bench/ and is printed as the last line.
+the report); `--runs moa,moa-learning` runs only those (RUNS lists them; the paced run needs
+the default one). The JSON report goes to .run/bench/ and is printed as the last line.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ from shared.config import ConnectionSettings, UseCase, load_usecase
 from shared.heartbeat import read_heartbeats
 from shared.modelstore import unseal
 from shared.records import KDDClassificationRecord
+from shared.wire.influx import LeaderboardMeasurement
 from shared.wire.kafka import Output
 from shared.wire.keys import UseCaseKeys, heartbeat_pattern
 from shared.wire.store import ModelMeta
@@ -58,6 +70,12 @@ SHIPPED = REPO / "usecases" / "kdd-cup-99"
 #: The tree every loop and the pipeline use (usecases/kdd-cup-99/algs.props).
 TREE_PARAMS = {"grace_period": 200, "max_depth": 20}
 RUN_TIMEOUT_S = 1800
+#: The pipeline runs, in order (`--runs` picks some).
+RUNS = ("default", "learning", "two", "paced", "challenger", "moa", "moa-learning")
+MOA_TREE = "moa.HoeffdingTree"
+#: MOA's tree alone, and as the challenger of River's (the shipped algs.props' champion).
+MOA_ALGS = f"algorithm={MOA_TREE}\n"
+CHALLENGER_ALGS = f"challengers={MOA_TREE}\n"
 
 
 class BenchmarkError(RuntimeError):
@@ -104,6 +122,15 @@ def wrapper_loop(lines: list[str], usecase: UseCase) -> dict[str, Any]:
     return _loop_figures(len(lines), time.perf_counter() - started, accuracy, macro_f1)
 
 
+def moa_loop(parsed: list[tuple[dict, str]], work: Path) -> dict[str, Any]:
+    """MOA's own test-then-train loop in Java on the same rows (an ARFF file listing nominal
+    values in order of appearance, as our schema indexes them): benchmarks/moa.py."""
+    from benchmarks.moa import moa_own_loop, write_arff
+
+    arff = write_arff(parsed, work / "kdd.arff")
+    return moa_own_loop(arff, len(parsed))
+
+
 def _loop_figures(records: int, seconds: float, accuracy, macro_f1) -> dict[str, Any]:
     return {
         "records": records,
@@ -125,6 +152,7 @@ class Run:
     folder: Path
     lines: int
     launchers: int = 1
+    evaluator: bool = False  # the leaderboard of a run with challengers is the evaluator's
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +169,10 @@ def write_usecase(
         f"datafile={datafile}\nreadingTimeInterval=100\n{streaming}"
     )
     shipped = (SHIPPED / "algs.props").read_text()
+    if algs.startswith("algorithm="):  # another champion: the shipped one's lines go
+        shipped = "".join(
+            line for line in shipped.splitlines(keepends=True) if not line.startswith("algorithm")
+        )
     (folder / "algs.props").write_text(f"{shipped}\n{algs}")
     return folder
 
@@ -164,7 +196,9 @@ async def start_service(command: str, run: Run, env: dict[str, str]) -> asyncio.
 async def services(run: Run, env: dict[str, str]) -> AsyncIterator[list]:
     """Launchers and the trainer, running and beating before the clock starts; stopped after."""
     processes = [await start_service("launch", run, env) for _ in range(run.launchers)]
-    processes.append(await start_service("train", run, env))
+    if run.evaluator:
+        processes.append(await start_service("evaluate", run, env))
+    processes.append(await start_service("train", run, env))  # last: wait_trainer watches it
     try:
         await wait_ready(run, processes)
         yield processes
@@ -193,7 +227,8 @@ async def wait_ready(run: Run, processes: list, wait_s: float = 60) -> None:
                 mine = [beat for beat in beats if run.name in beat.usecases]
                 launchers = sum(beat.service == "launcher" for beat in mine)
                 trainers = sum(beat.service == "trainer" for beat in mine)
-                if launchers >= run.launchers and trainers >= 1:
+                evaluators = sum(beat.service == "evaluator" for beat in mine)
+                if launchers >= run.launchers and trainers >= 1 and evaluators >= run.evaluator:
                     return
                 await asyncio.sleep(0.2)
     except TimeoutError as error:
@@ -258,8 +293,9 @@ class HandoffProbe:
     """Does what a launcher does with every version the trainer publishes (fetch it, verify
     and unpickle it) and times it."""
 
-    def __init__(self, usecase: str):
+    def __init__(self, usecase: str, load: bool = True):
         self.usecase = usecase
+        self.load = load  # False: fetch only (a MOA model would start a JVM in this process)
         self.keys = UseCaseKeys(usecase)
         self.samples: list[dict[str, float]] = []
         self.metas: list[ModelMeta] = []
@@ -285,7 +321,8 @@ class HandoffProbe:
         fetched = time.perf_counter()
         if envelope is None:
             return  # already deleted (model.keep): a launcher would skip it too
-        await asyncio.to_thread(unseal, SECRET.encode(), self.usecase, meta.version, envelope)
+        if self.load:
+            await asyncio.to_thread(unseal, SECRET.encode(), self.usecase, meta.version, envelope)
         loaded = time.perf_counter()
         self.samples.append(
             {
@@ -298,29 +335,73 @@ class HandoffProbe:
 
 
 async def pipeline_run(
-    work: Path, datafile: Path, lines: int, label: str, *, launchers: int = 1, streaming: str = ""
+    work: Path,
+    datafile: Path,
+    lines: int,
+    label: str,
+    *,
+    launchers: int = 1,
+    streaming: str = "",
+    algs: str = "",
+    evaluator: bool = False,
+    load_versions: bool = True,
 ) -> dict[str, Any]:
     settings = ConnectionSettings()
     name = f"bench{uuid.uuid4().hex[:8]}"
     partitions = f"topic.partitions={launchers}\n" if launchers > 1 else ""
-    folder = write_usecase(work, name, datafile, streaming=partitions + streaming)
-    run = Run(name, folder, lines, launchers)
+    folder = write_usecase(work, name, datafile, streaming=partitions + streaming, algs=algs)
+    run = Run(name, folder, lines, launchers, evaluator)
     usecase = load_usecase(folder, settings)
     env = dict(os.environ, STREAMER_MODEL_SECRET=SECRET, STREAMER_INFLUX_DB=name)
-    probe = HandoffProbe(name)
+    probe = HandoffProbe(name, load=load_versions)
     follower = asyncio.create_task(probe.follow())
+    board = None
     try:
         async with services(run, env) as processes:
             started = await produce(run, env)
             rows = await read_outputs(usecase.bootstrap_servers, run, processes)
             finished = max(timestamp for _, timestamp in rows) / 1000
             trainer = await wait_trainer(probe, lines, processes, run)
+            if evaluator:
+                ranked = sum(output.champion is not None for output, _ in rows)
+                board = await wait_leaderboard(settings, run, ranked, processes)
     finally:
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
         await cleanup(settings, name)
-    return figures(label, rows, started, finished, trainer, probe)
+    result = figures(label, rows, started, finished, trainer, probe)
+    if board is not None:
+        result["leaderboard"] = board
+    return result
+
+
+async def wait_leaderboard(
+    settings: ConnectionSettings, run: Run, ranked: int, processes: list
+) -> dict[str, Any]:
+    """Each model's accuracy and macro-F1 as the leaderboard reports them (the evaluator's
+    cumulative view, in InfluxDB), once it covers the `ranked` outputs that name a champion
+    (those predicted before the first version have no model)."""
+    influx = AioinfluxStore(settings.model_copy(update={"influx_db": run.name}))
+    board = LeaderboardMeasurement(run.name)
+    try:
+        async with asyncio.timeout(600):
+            while True:
+                if any(p.returncode is not None for p in processes):
+                    raise BenchmarkError(f"a service of {run.name} died; see {run.log}")
+                scores = [s for s in await board.latest(influx, "cumulative") if s.pairs]
+                by_model: dict[str, dict[str, Any]] = {}
+                for score in scores:
+                    row = by_model.setdefault(score.model, {"role": score.role})
+                    row["records"] = score.pairs
+                    row[score.metric] = None if score.value is None else round(score.value, 5)
+                if len(by_model) > 1 and all(row["records"] >= ranked for row in by_model.values()):
+                    return by_model
+                await asyncio.sleep(1)
+    except TimeoutError as error:
+        raise BenchmarkError(f"{run.name}: the leaderboard never covered {ranked:,}") from error
+    finally:
+        await influx.close()
 
 
 async def wait_trainer(probe: HandoffProbe, lines: int, processes: list, run: Run) -> dict:
@@ -407,43 +488,91 @@ def _percentile(values: list[float], q: float) -> float | None:
 # ---- the whole benchmark ----------------------------------------------------------------------
 
 
-async def one_run(lines: list[str], work: Path) -> dict[str, Any]:
+async def one_run(lines: list[str], work: Path, runs: tuple[str, ...] = RUNS) -> dict[str, Any]:
     datafile = work / "kdd.csv"
     if not datafile.exists():
         datafile.write_text("".join(lines))
     count = len(lines)
     shipped = load_usecase(write_usecase(work, f"loop{uuid.uuid4().hex[:6]}", datafile))
-    river = river_loop(parse_all(lines))
+    parsed = parse_all(lines)
+    river = river_loop(parsed)
     wrapper = wrapper_loop(lines, shipped)
     fast = "producerType=FAST\n"
-    default = await pipeline_run(work, datafile, count, "default", streaming=fast)
-    learning = await pipeline_run(
-        work, datafile, count, "launcher.learn=true", streaming=fast + "launcher.learn=true\n"
-    )
-    two = await pipeline_run(work, datafile, count, "2 launchers", launchers=2, streaming=fast)
-    # half the default mode's rate, in blocks of 100 ms
-    per_block = max(1, int(default["records_per_s"] / 2 / 10))
-    paced = await pipeline_run(
-        work,
-        datafile,
-        count,
-        f"paced at {per_block * 10:,} records/s",
-        streaming=f"producerType=BLOCK\nrecordsPerBlock={per_block}\nproducerTimeInterval=100\n",
-    )
-    base = river["records_per_s"]
-    for result in (wrapper, default, learning, two, paced):
-        result["ratio_to_river_loop"] = round(result["records_per_s"] / base, 3)
-    return {
-        "river_loop": river,
-        "wrapper_loop": wrapper,
-        "pipeline": {"default": default, "learning_launcher": learning, "two_launchers": two},
-        "half_load_latency": {
+    pipeline: dict[str, Any] = {}
+    report: dict[str, Any] = {"river_loop": river, "wrapper_loop": wrapper}
+    if "default" in runs:
+        pipeline["default"] = await pipeline_run(work, datafile, count, "default", streaming=fast)
+    if "learning" in runs:
+        pipeline["learning_launcher"] = await pipeline_run(
+            work, datafile, count, "launcher.learn=true", streaming=fast + "launcher.learn=true\n"
+        )
+    if "two" in runs:
+        pipeline["two_launchers"] = await pipeline_run(
+            work, datafile, count, "2 launchers", launchers=2, streaming=fast
+        )
+    if "paced" in runs and "default" in pipeline:
+        # half the default mode's rate, in blocks of 100 ms
+        per_block = max(1, int(pipeline["default"]["records_per_s"] / 2 / 10))
+        paced = await pipeline_run(
+            work,
+            datafile,
+            count,
+            f"paced at {per_block * 10:,} records/s",
+            streaming=f"producerType=BLOCK\nrecordsPerBlock={per_block}\n"
+            "producerTimeInterval=100\n",
+        )
+        report["half_load_latency"] = {
             "rate": per_block * 10,
             "latency_ms": paced["latency_ms"],
             "staleness": paced["staleness"],
             "accuracy": paced["accuracy"],
-        },
-        "paced_run": paced,
+        }
+        report["paced_run"] = paced
+    if {"challenger", "moa", "moa-learning"} & set(runs):
+        report["moa_loop"] = moa_loop(parsed, work)
+    if "challenger" in runs:
+        pipeline["champion_and_challenger"] = await pipeline_run(
+            work, datafile, count, f"champion {shipped.algs.algorithm}, challenger {MOA_TREE}",
+            streaming=fast, algs=CHALLENGER_ALGS, evaluator=True, load_versions=False,
+        )  # fmt: skip
+    if "moa" in runs:
+        pipeline["moa"] = await pipeline_run(
+            work, datafile, count, f"{MOA_TREE} alone", streaming=fast, algs=MOA_ALGS,
+            load_versions=False,
+        )  # fmt: skip
+    if "moa-learning" in runs:
+        pipeline["moa_learning_launcher"] = await pipeline_run(
+            work, datafile, count, f"{MOA_TREE} alone, launcher.learn=true",
+            streaming=fast + "launcher.learn=true\n", algs=MOA_ALGS, load_versions=False,
+        )  # fmt: skip
+    base = river["records_per_s"]
+    for result in (wrapper, *pipeline.values(), report.get("paced_run")):
+        if result is not None:
+            result["ratio_to_river_loop"] = round(result["records_per_s"] / base, 3)
+    moa = report.get("moa_loop")
+    for key in ("moa", "moa_learning_launcher"):
+        if key in pipeline and moa is not None:
+            points = 100 * (pipeline[key]["accuracy"] - moa["accuracy"])
+            pipeline[key]["accuracy_minus_moa_loop_points"] = round(points, 3)
+    board = pipeline.get("champion_and_challenger", {}).get("leaderboard")
+    if board is not None and moa is not None:
+        report["leaderboard_against_loops"] = {
+            "champion (River tree)": _against(board, shipped.algs.algorithm, river["accuracy"]),
+            "challenger (MOA tree)": _against(board, MOA_TREE, moa["accuracy"]),
+        }
+    report["pipeline"] = pipeline
+    return report
+
+
+def _against(board: dict[str, Any], model: str, loop_accuracy: float) -> dict[str, Any]:
+    """A model's leaderboard accuracy next to its plain loop's, in points."""
+    accuracy = board.get(model, {}).get("accuracy")
+    return {
+        "leaderboard_accuracy": accuracy,
+        "plain_loop_accuracy": loop_accuracy,
+        "minus_loop_points": None
+        if accuracy is None
+        else round(100 * (accuracy - loop_accuracy), 3),
     }
 
 
@@ -458,22 +587,26 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
-async def main(rows: int | None, repeat: int) -> dict[str, Any]:
+async def main(rows: int | None, repeat: int, runs: tuple[str, ...] = RUNS) -> dict[str, Any]:
     settings = ConnectionSettings()
     source = settings.data_dir / "kdd-cup-99" / "kddcup.data_10_percent.gz"
     with gzip.open(source, "rt") as handle:
         lines = [line for line in handle if line.strip()][:rows]
     work = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
-    runs = [await one_run(lines, work) for _ in range(repeat)]
+    results = [await one_run(lines, work, runs) for _ in range(repeat)]
     report = {
         "benchmark": "kdd-cup-99 10% end to end",
         "command": "make bench"
         + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else ""),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_after": [round(load, 2) for load in os.getloadavg()],
+        },
         "records": len(lines),
         "repeat": repeat,
-        **median_of(runs),
-        "runs": runs if repeat > 1 else None,
+        **median_of(results),
+        "runs": results if repeat > 1 else None,
     }
     out_dir = REPO / ".run" / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -486,9 +619,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=None, help="only the first N rows")
     parser.add_argument("--repeat", type=int, default=1, help="runs; the report is their median")
+    parser.add_argument(
+        "--runs", default=",".join(RUNS), help=f"comma-separated, of: {', '.join(RUNS)}"
+    )
     arguments = parser.parse_args()
+    chosen = tuple(name.strip() for name in arguments.runs.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(RUNS))
+    if unknown:
+        parser.error(f"unknown run {unknown[0]!r}; runs: {', '.join(RUNS)}")
     try:
-        result = asyncio.run(main(arguments.rows, arguments.repeat))
+        result = asyncio.run(main(arguments.rows, arguments.repeat, chosen))
     except BenchmarkError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         sys.exit(1)
