@@ -176,3 +176,35 @@ def test_a_resumed_checkpoint_keeps_its_roles_and_follows_the_configured_models(
     assert reconcile(plain, plain) == (plain, [])
     wrapped, _ = reconcile(plain, configured)
     assert wrapped.models["HoeffdingTreeClassifier"] is plain
+
+
+def test_batch_models_are_refitted_together_and_predict_as_scikit_learn(tmp_path):
+    """Classical mode: a refit fits every model on the window (the trainer's learn_many on a
+    fresh Contenders); each predicts as its estimator fitted on the same matrix."""
+    pytest.importorskip("sklearn")
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    algs = (
+        "algorithm=sklearn.tree.DecisionTreeClassifier\nalgorithm.random_state=0\n"
+        "challengers=sklearn.neighbors.KNeighborsClassifier\n"
+    )
+    models = build_algorithm(usecase(tmp_path, algs))
+    assert isinstance(models, Contenders) and not models.incremental
+    numeric = [
+        ({k: v for k, v in x.items() if not isinstance(v, str)}, y) for x, y in kdd_like(300)
+    ]
+    models.learn_many([x for x, _ in numeric], [y for _, y in numeric])
+    vectorizer = DictVectorizer(sparse=False)
+    matrix = vectorizer.fit_transform([x for x, _ in numeric])
+    labels = [y for _, y in numeric]
+    tests = [x for x, _ in numeric[:50]]
+    expected = {
+        "sklearn.tree.DecisionTreeClassifier": DecisionTreeClassifier(random_state=0),
+        "sklearn.neighbors.KNeighborsClassifier": KNeighborsClassifier(),
+    }
+    predicted = models.predict_all(tests)
+    for name, estimator in expected.items():
+        estimator.fit(matrix, labels)
+        assert predicted[name] == estimator.predict(vectorizer.transform(tests)).tolist(), name
