@@ -3,12 +3,15 @@ champion predicts, roles change by promotion and rollback; each model against Ri
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 from pathlib import Path
 
 import pytest
 from river import dummy, tree
 
+from services.launcher.batch import ServingModel
+from services.launcher.service import Launcher
 from shared.algorithms.contenders import Contenders, RoleError, reconcile
 from shared.algorithms.registry import build_algorithm
 from shared.algorithms.snapshot import InferenceSnapshot, inference_snapshot
@@ -208,3 +211,20 @@ def test_batch_models_are_refitted_together_and_predict_as_scikit_learn(tmp_path
     for name, estimator in expected.items():
         estimator.fit(matrix, labels)
         assert predicted[name] == estimator.predict(vectorizer.transform(tests)).tolist(), name
+
+
+def test_a_learning_launcher_takes_a_promotions_roles_between_two_batches(tmp_path):
+    """launcher.learn=true keeps its own, fresher models: a promotion's version only changes
+    which one is the champion."""
+    algs = f"algorithm=HoeffdingTreeClassifier\nchallengers={TREE}\n"
+    launcher = Launcher(usecase(tmp_path, algs), asyncio.Event())
+    models = build_algorithm(launcher.usecase)
+    launcher.model = ServingModel(models, None, learn=True)
+    launcher._roles = {"mode": "promotion", "champion": TREE,
+                       "previous_champion": "HoeffdingTreeClassifier"}  # fmt: skip
+    launcher._swap_if_loaded()
+    assert launcher.model.algorithm is models  # the same, learning models
+    assert (models.champion, models.previous) == (TREE, "HoeffdingTreeClassifier")
+    launcher._roles = {"mode": "rollback", "champion": "KNN", "previous_champion": TREE}
+    launcher._swap_if_loaded()  # a model it does not have: nothing changes
+    assert models.champion == TREE
