@@ -25,11 +25,15 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.launcher.batch import BatchResult
-from shared.clients.kafka import commit_processed, make_producer, start_client
+from shared.clients.kafka import commit_processed, make_producer, send_batched, start_client
 from shared.records.messages import Rejected
 from shared.wire.kafka import DeadLetter, dead_letter_topic, record_id_of
 
 log = logging.getLogger("launcher")
+
+#: A record batch of outputs holds up to this much (a launcher batch is a few thousand outputs
+#: of ~350 bytes: a handful of batches instead of a hundred 16 KB ones).
+OUTPUT_BATCH_BYTES = 1024 * 1024
 
 
 class Delivery:
@@ -59,14 +63,15 @@ class Delivery:
     async def _send(
         self, producer: AIOKafkaProducer, result: BatchResult, tp: TopicPartition | None
     ) -> list:
-        """Send the outputs and dead letters of input partition `tp` (None: all)."""
-        futures = []
+        """Send the outputs and dead letters of input partition `tp` (None: all); outputs in
+        record batches, one per output partition."""
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         for key, value, source in result.outputs:
             if tp is None or source == tp:
-                partition = source.partition % self.output_partitions
-                futures.append(
-                    await producer.send(self.output_topic, value, key=key, partition=partition)
-                )
+                by_partition[source.partition % self.output_partitions].append((key, value))
+        futures = []
+        for partition, records in by_partition.items():
+            futures += await send_batched(producer, self.output_topic, partition, records)
         for dead in result.dead:
             message = dead.message
             if tp is None or (message.topic, message.partition) == (tp.topic, tp.partition):
@@ -98,7 +103,7 @@ class AtLeastOnce(Delivery):
     """One idempotent producer; the consumer commits once every send is acknowledged."""
 
     async def start(self) -> None:
-        self.producer = make_producer(self.bootstrap)
+        self.producer = make_producer(self.bootstrap, max_batch_size=OUTPUT_BATCH_BYTES)
         await start_client(self.producer, self.bootstrap)
         await self._count_output_partitions(self.producer)
 
@@ -129,7 +134,11 @@ class ExactlyOnce(Delivery):
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         await self._stop([tp for tp in self.producers if tp not in partitions])
         for tp in sorted(partitions - set(self.producers)):
-            producer = make_producer(self.bootstrap, transactional_id=self.transactional_id(tp))
+            producer = make_producer(
+                self.bootstrap,
+                transactional_id=self.transactional_id(tp),
+                max_batch_size=OUTPUT_BATCH_BYTES,
+            )
             await start_client(producer, self.bootstrap)  # fences this id's previous owner
             self.producers[tp] = producer
             if len(self.producers) == 1:

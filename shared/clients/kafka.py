@@ -140,6 +140,29 @@ async def send(
         ) from error
 
 
+async def send_batched(
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    records: Iterable[tuple[bytes | None, bytes]],
+) -> list[asyncio.Future[Any]]:
+    """Send (key, value) records to one partition in as few record batches as they fit (the
+    producer's max_batch_size): one send_batch call a batch instead of one send a record, whose
+    cost is mostly per call. Returns the batches' delivery futures."""
+    futures = []
+    batch = producer.create_batch()
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full
+            batch.close()
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()  # an empty batch takes a record of any size
+            batch.append(key=key, value=value, timestamp=None)
+    if batch.record_count():
+        batch.close()  # complete: no need to wait linger.ms
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
+
+
 async def ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int = 1, replication: int = 1
 ) -> None:
