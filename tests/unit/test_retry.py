@@ -93,7 +93,8 @@ async def test_outside_a_service_a_call_gives_up_naming_the_backing_service(monk
     monkeypatch.setattr(retry, "GIVE_UP_S", 0.1)
     outages = Outages()
     with pytest.raises(OutageError, match=r"Kafka did not answer \(starting the consumer; gave"):
-        await retrying(KAFKA, "starting the consumer", Flaky(10**6, TimeoutError()), outages=outages)
+        call = Flaky(10**6, TimeoutError())
+        await retrying(KAFKA, "starting the consumer", call, outages=outages)
     assert outages.report() == {}  # given up: no longer reported
 
 
