@@ -117,6 +117,7 @@ def is_transient(error: BaseException) -> bool:
 
 @dataclass
 class _Failure:
+    service: str
     what: str
     since: float  # epoch s
     error: str
@@ -137,21 +138,24 @@ class Outage:
 
 @dataclass
 class Outages:
-    """The backing services this process cannot reach now, each failing call site with what
-    it tried. An outage starts with the first failing site of a service and ends when the last
-    one succeeded; both ends are logged once."""
+    """The backing services this process cannot reach now: each failing call site (`site`,
+    from `new_site()`) with the service it needs and what it tried. A service's outage starts
+    with its first failing site and ends when its last one succeeded; both ends are logged
+    once."""
 
-    _failing: dict[str, dict[int, _Failure]] = field(default_factory=dict)
+    _failing: dict[int, _Failure] = field(default_factory=dict)
     _current: dict[str, Outage] = field(default_factory=dict)
     history: list[Outage] = field(default_factory=list)
 
     def failed(self, service: str, site: int, what: str, error: BaseException | str) -> None:
         text = _describe(error)
-        sites = self._failing.setdefault(service, {})
-        if site in sites:
-            sites[site].error = text
+        known = self._failing.get(site)
+        if known is not None and known.service == service:
+            known.error = text
             return
-        sites[site] = _Failure(what, time.time(), text)
+        if known is not None:  # the same call now fails on another service
+            self._leave(site, recovered=True)
+        self._failing[site] = _Failure(service, what, time.time(), text)
         if service not in self._current:
             outage = self._current[service] = Outage(service, time.time())
             log.warning(
@@ -160,16 +164,19 @@ class Outages:
             )
             self.history = [*self.history[-99:], outage]
 
-    def succeeded(self, service: str, site: int) -> None:
-        self._leave(service, site, recovered=True)
+    def succeeded(self, site: int) -> None:
+        self._leave(site, recovered=True)
 
-    def abandoned(self, service: str, site: int) -> None:
+    def abandoned(self, site: int) -> None:
         """The site stopped trying (its service is stopping, or the error was permanent)."""
-        self._leave(service, site, recovered=False)
+        self._leave(site, recovered=False)
 
-    def _leave(self, service: str, site: int, recovered: bool) -> None:
-        sites = self._failing.get(service)
-        if not sites or sites.pop(site, None) is None or sites:
+    def _leave(self, site: int, recovered: bool) -> None:
+        failure = self._failing.pop(site, None)
+        if failure is None:
+            return
+        service = failure.service
+        if any(other.service == service for other in self._failing.values()):
             return
         outage = self._current.pop(service, None)
         if outage is None:
@@ -184,15 +191,28 @@ class Outages:
     def report(self) -> dict[str, str]:
         """Backing service -> what fails, since when (the heartbeat's `outages`)."""
         report = {}
-        for service, sites in self._failing.items():
-            if sites:
-                first = min(sites.values(), key=lambda failure: failure.since)
-                since = datetime.fromtimestamp(first.since, UTC).isoformat(timespec="seconds")
-                report[service] = f"{first.what}: failing since {since}: {first.error}"
+        for failure in sorted(self._failing.values(), key=lambda failure: -failure.since):
+            since = datetime.fromtimestamp(failure.since, UTC).isoformat(timespec="seconds")
+            report[failure.service] = f"{failure.what}: failing since {since}: {failure.error}"
         return report
 
     def ongoing(self) -> list[str]:
         return sorted(self._current)
+
+
+def backing_of(error: BaseException) -> str:
+    """The backing service an error comes from, for calls that use several."""
+    if isinstance(error, ServiceUnavailableError):
+        return error.service
+    if isinstance(error, kafka_errors.KafkaError):
+        return KAFKA
+    if isinstance(error, redis_errors.RedisError):
+        return REDIS
+    if isinstance(error, EsConnectionError | EsConnectionTimeout):
+        return ELASTICSEARCH
+    if isinstance(error, aiohttp.ClientError | InfluxDBWriteError):
+        return INFLUXDB
+    return "a backing service"
 
 
 #: This process's outages (one process runs one service).
@@ -231,14 +251,20 @@ class OutageError(ServiceUnavailableError):
         self.service = service
         self.address = what
         why = "the service is stopping" if stopping else f"gave up after {GIVE_UP_S:g} s"
-        StreamerError.__init__(self, f"{service} did not answer ({what}; {why}): {_describe(cause)}")
+        message = f"{service} did not answer ({what}; {why}): {_describe(cause)}"
+        StreamerError.__init__(self, message)
 
 
 _sites = itertools.count(1)
 
 
+def new_site() -> int:
+    """An id for a call site that reports its failures to Outages itself."""
+    return next(_sites)
+
+
 async def retrying(
-    service: str,
+    service: str | None,
     what: str,
     call: Callable[[], Awaitable[T]],
     *,
@@ -248,15 +274,18 @@ async def retrying(
 ) -> T:
     """`await call()` until it succeeds, through transient failures (module docstring).
 
-    `service`: the backing service it needs (KAFKA, REDIS, ...), for the outage report;
-    `what`: what the call does, in a few words. `before_retry(error)` runs before each new
-    attempt: the place to drop a client left in an unknown state (a transaction cut short)."""
+    `service`: the backing service it needs (KAFKA, REDIS, ...), for the outage report (None:
+    the one each error comes from, for a call that needs several); `what`: what the call
+    does, in a few words. `before_retry(error)` runs before each new attempt: the place to
+    drop a client left in an unknown state (a transaction cut short)."""
     stop = _stop.get()
     site = next(_sites)
     give_up = stop_after_delay(GIVE_UP_S) if stop is None else _when_set(stop)
     policy = AsyncRetrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_exponential_jitter(multiplier=BACKOFF_INITIAL_S, max=BACKOFF_CAP_S, jitter=JITTER_S),
+        wait=wait_exponential_jitter(
+            multiplier=BACKOFF_INITIAL_S, max=BACKOFF_CAP_S, jitter=JITTER_S
+        ),
         stop=give_up,
         sleep=_sleeper(stop),
         before_sleep=_report(outages, service, site, what),
@@ -267,7 +296,9 @@ async def retrying(
         async for attempt in policy:
             if last is not None:  # outside the attempt: these end the retries
                 if stop is not None and stop.is_set():
-                    raise OutageError(service, what, last, stopping=True) from last
+                    raise OutageError(
+                        service or backing_of(last), what, last, stopping=True
+                    ) from last
                 if before_retry is not None:
                     await before_retry(last)
             with attempt:
@@ -278,11 +309,13 @@ async def retrying(
                     last = error
                     raise
     except Exception as error:
-        outages.abandoned(service, site)
+        outages.abandoned(site)
         if last is not None and error is last and is_transient(error):
-            raise OutageError(service, what, error, stopping=stop is not None) from error
+            raise OutageError(
+                service or backing_of(error), what, error, stopping=stop is not None
+            ) from error
         raise
-    outages.succeeded(service, site)
+    outages.succeeded(site)
     return result
 
 
@@ -304,11 +337,12 @@ def _sleeper(stop: asyncio.Event | None) -> Callable[[float], Awaitable[None]]:
 
 
 def _report(
-    outages: Outages, service: str, site: int, what: str
+    outages: Outages, service: str | None, site: int, what: str
 ) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
-        outages.failed(service, site, what, error or "failed")
+        if error is not None:
+            outages.failed(service or backing_of(error), site, what, error)
 
     return before_sleep
 
@@ -325,7 +359,7 @@ class Watch:
         self.outages.failed(self.service, self.site, self.what, error)
 
     def succeeded(self) -> None:
-        self.outages.succeeded(self.service, self.site)
+        self.outages.succeeded(self.site)
 
     async def attempt(self, call: Callable[[], Awaitable[T]], default: Any = None) -> T | Any:
         """`await call()`; on a transient error, note the outage and return `default`."""

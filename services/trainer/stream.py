@@ -45,6 +45,10 @@ class InputStream:
         self._partitions_checked = 0.0
 
     async def start(self) -> None:
+        """Connect and assign; may be called again after a failure (it starts afresh)."""
+        await self.stop()
+        self._pending.clear()
+        self._paused.clear()
         self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await start_client(self._admin, self.bootstrap)
         consumer = make_consumer(self.bootstrap, None, max_partition_fetch_bytes=4 * 1024 * 1024)
