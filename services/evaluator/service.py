@@ -48,6 +48,8 @@ from services.evaluator.scoring import (
 )
 from shared.clients.influx import AioinfluxStore
 from shared.clients.kafka import (
+    ConsumerStalledError,
+    ConsumerWatch,
     commit_processed,
     ensure_topics,
     make_consumer,
@@ -190,7 +192,8 @@ class Evaluator:
                 bootstrap, f"streamer-evaluator-{usecase.name}", isolation_level="read_committed"
             )
             await start_client(consumer, bootstrap)
-            stack.push_async_callback(consumer.stop)
+            self.consumers = [consumer]  # the last one is in use (_recreate_consumer)
+            stack.push_async_callback(lambda: self.consumers[-1].stop())
             reader = OutputReader(
                 consumer,
                 output_topic,
@@ -267,15 +270,40 @@ class Evaluator:
     # ---- reading ---------------------------------------------------------------------------
 
     async def _consume(self, reader: OutputReader, producer: AIOKafkaProducer) -> None:
+        watch = ConsumerWatch(reader.consumer, "reading the output topic")
         while not self.stop.is_set():
             if self.pending is not None:
                 messages = await reader.replay(self.pending)
             else:
                 messages = await reader.next_batch()
+            watch.fetched(len(messages))
+            if not messages:
+                try:
+                    await watch.check()
+                except ConsumerStalledError as error:  # aiokafka #612: a new one is made
+                    log.warning(f"consumer stuck, recreated: {error}")
+                    await self._recreate_consumer(reader)
+                    watch = ConsumerWatch(reader.consumer, "reading the output topic")
             await self.redis_lookups.attempt(self._follow_config)
             await self.redis_lookups.attempt(self._index_new_models)
             if messages:
                 await self._evaluate(reader.consumer, producer, messages)
+
+    async def _recreate_consumer(self, reader: OutputReader) -> None:
+        """A new consumer, at the offsets after the last evaluation (the checkpoint's)."""
+        old = reader.consumer
+        partitions = sorted(tp.partition for tp in old.assignment())
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), 10)
+        consumer = make_consumer(
+            self.usecase.bootstrap_servers,
+            f"streamer-evaluator-{self.usecase.name}",
+            isolation_level="read_committed",
+        )
+        await start_client(consumer, self.usecase.bootstrap_servers)
+        self.consumers.append(consumer)
+        reader.consumer, reader.carry = consumer, []
+        await reader.assign(partitions, self.state.offsets)
 
     # ---- one evaluation --------------------------------------------------------------------
 

@@ -36,7 +36,13 @@ from services.launcher.batch import BatchResult, ServingModel, process_batch
 from services.launcher.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore
-from shared.clients.kafka import ensure_topics, make_consumer, start_client
+from shared.clients.kafka import (
+    ConsumerStalledError,
+    ConsumerWatch,
+    ensure_topics,
+    make_consumer,
+    start_client,
+)
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.config.live import LiveConfig
@@ -152,24 +158,31 @@ class Launcher:
             self.delivery = kind(bootstrap, usecase.name, streaming.output_topic, usecase.group_id)
             await self.delivery.start()
             stack.push_async_callback(self.delivery.close)
-            consumer = make_consumer(
-                bootstrap,
-                usecase.group_id,
-                max_poll_records=streaming.max_poll_records or MAX_BATCH_RECORDS,
-                **_consumer_tuning(usecase),
-            )
-            listener = _WaitForBatch(self.batch_lock, self.delivery)
-            consumer.subscribe(streaming.main_topics, listener=listener)
-            await start_client(consumer, bootstrap)
-            stack.push_async_callback(consumer.stop)
             log.info("launcher started", extra={"usecase": usecase.name, "group": usecase.group_id})
-            await self._consume(consumer)
+            while not self.stop.is_set():
+                consumer = make_consumer(
+                    bootstrap,
+                    usecase.group_id,
+                    max_poll_records=streaming.max_poll_records or MAX_BATCH_RECORDS,
+                    **_consumer_tuning(usecase),
+                )
+                listener = _WaitForBatch(self.batch_lock, self.delivery)
+                consumer.subscribe(streaming.main_topics, listener=listener)
+                await start_client(consumer, bootstrap)
+                try:
+                    await self._consume(consumer)
+                except ConsumerStalledError as error:  # aiokafka #612: a new one is made
+                    log.warning(f"consumer stuck, recreated: {error}")
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(consumer.stop(), SINK_TIMEOUT_S)
         log.info("launcher stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
         return self.counters
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         wait_ms = max(self.usecase.streaming.reading_time_interval, 1)
         stop_wait = asyncio.ensure_future(self.stop.wait())
+        watch = ConsumerWatch(consumer, "reading the input topics")
         try:
             while not self.stop.is_set():
                 fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=wait_ms))
@@ -182,11 +195,13 @@ class Launcher:
                 self._swap_if_loaded()
                 batch = fetch.result()
                 messages = [m for partition in batch.values() for m in partition]
+                watch.fetched(len(messages))
                 if messages:
                     async with self.batch_lock:
                         messages = await self._within_staleness(consumer, messages)
                         await self._handle(consumer, messages)
                 else:
+                    await watch.check()
                     await self._redis_lookups.attempt(self._look_for_new_version)
                 await self._redis_lookups.attempt(self._follow_config)
         finally:

@@ -23,7 +23,7 @@ from aiokafka.errors import (
 from aiokafka.structs import ConsumerRecord
 
 from shared.errors import ServiceUnavailableError
-from shared.retry import KAFKA, retrying
+from shared.retry import KAFKA, Watch, retrying
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +187,65 @@ async def commit_processed(consumer: AIOKafkaConsumer, messages: Iterable[Consum
         log.warning("commit refused after a rebalance", extra={"error": str(error)})
         return False
     return True
+
+
+class ConsumerStalledError(RuntimeError):
+    """A consumer stopped fetching although its partitions hold records beyond its position:
+    its owner recreates it (ConsumerWatch)."""
+
+
+class ConsumerWatch:
+    """What a consumer's getmany() does not say.
+
+    While the broker is away, aiokafka's fetcher retries in the background and getmany()
+    simply returns nothing; after a broker restart, consumers have been seen to stop fetching
+    for good (aiokafka #612, #1037, #847). So between empty fetches, at most every `every_s`,
+    the watch asks the broker for the end offsets of the consumer's (unpaused) partitions: no
+    answer is an outage, reported like any other (shared/retry.py); records beyond the
+    consumer's position that no fetch returned for `stall_s` make `check()` raise
+    ConsumerStalledError, and the owner recreates the consumer.
+    """
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, what: str, every_s: float = 5.0, stall_s: float = 60.0
+    ):
+        self.consumer = consumer
+        self.every_s = every_s
+        self.stall_s = stall_s
+        self.outage = Watch(KAFKA, what)
+        self._progress = self._checked = asyncio.get_running_loop().time()
+
+    def fetched(self, count: int) -> None:
+        """Call after each fetch with how many messages it returned."""
+        if count:
+            self._progress = asyncio.get_running_loop().time()
+
+    async def check(self) -> None:
+        """After an empty fetch: look, if it is time (see the class docstring)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._checked < self.every_s:
+            return
+        self._checked = now
+        consumer = self.consumer
+        partitions = [tp for tp in consumer.assignment() if tp not in consumer.paused()]
+        if not partitions:
+            self._progress = now
+            return
+
+        async def behind() -> bool:
+            async with asyncio.timeout(self.every_s * 2):
+                ends = await consumer.end_offsets(partitions)
+                positions = [await consumer.position(tp) for tp in partitions]
+            return any(
+                ends[tp] > position for tp, position in zip(partitions, positions, strict=True)
+            )
+
+        lagging = await self.outage.attempt(behind, default=None)
+        if not lagging:  # nothing left to read, or no answer (an outage, not a stall)
+            self._progress = now
+        elif now - self._progress > self.stall_s:
+            self._progress = now
+            raise ConsumerStalledError(
+                f"no record fetched for {self.stall_s:g} s although "
+                f"{', '.join(map(str, partitions))} hold more"
+            )

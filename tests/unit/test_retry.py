@@ -151,3 +151,19 @@ async def test_an_outage_ends_when_the_last_failing_caller_succeeds(caplog):
     second.succeeded()
     assert outages.ongoing() == []
     assert [r.getMessage().split(" ")[1] for r in caplog.records] == ["unavailable", "answers"]
+
+
+def test_the_kafka_clients_repeated_complaints_pass_once_a_minute():
+    """While a broker is away, aiokafka logs each failed reconnect several times a second."""
+    from shared.logs import ClientRepeats
+
+    repeats = ClientRepeats(every_s=60)
+
+    def record(name: str, msg: str, arg: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (arg,), None)
+
+    template = "Unable connect to node with id 1: %s"
+    passed = [repeats.filter(record("aiokafka", template, f"try {n}")) for n in range(50)]
+    assert passed == [True] + [False] * 49
+    assert repeats.filter(record("aiokafka.conn", template, "another logger"))
+    assert all(repeats.filter(record("launcher", template, "ours")) for _ in range(3))
