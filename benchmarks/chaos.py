@@ -96,6 +96,7 @@ class Scenario:
     evaluator_kills: int = 3
     producer_kills: int = 1
     broker_restarts: int = 1
+    broker_down_s: float = 120.0  # how long the broker stays stopped (issue 10: 2 minutes)
     baseline: bool = True  # an undisturbed run of the same rows, compared
     drain_timeout_s: float = 300.0
 
@@ -435,8 +436,9 @@ async def chaos(
 ) -> None:
     """Every kill of the scenario, spread over what is left of the replay (each at its planned
     time or as soon after as its victim is provably mid-stream)."""
-    deadline = started + replay_left_s + 120
-    span = replay_left_s * 0.85
+    outages_s = scenario.broker_down_s * scenario.broker_restarts  # the replay waits meanwhile
+    deadline = started + replay_left_s + outages_s + 120
+    span = (replay_left_s + outages_s) * 0.85
 
     def plan(count: int, first: float, last: float) -> list[float]:
         if count == 0:
@@ -504,7 +506,7 @@ async def chaos(
                 deadline,
                 "the replay under way before the broker restart",
             )
-            down = await broker.restart(down_s=2.0)
+            down = await broker.restart(down_s=scenario.broker_down_s)
             kills.done["broker"] += 1
             kills.broker_down_s.append(round(down, 2))
             log.info(f"broker restarted, unreachable for {down:.1f} s")
@@ -559,6 +561,7 @@ async def run_once(
             await chaos(probes, broker, scenario, kills, healthy, left)
         expected = {f"kdd:{line}" for line in range(1, scenario.rows + 1)}
         deadline = time.monotonic() + scenario.replay_s + scenario.drain_timeout_s
+        deadline += scenario.broker_down_s * scenario.broker_restarts
 
         async def all_predicted() -> bool:
             if not pipeline.alive():

@@ -71,6 +71,11 @@ class Delivery:
         """After a failed `deliver`: drop the producers it left in an unknown state (the next
         `deliver` makes new ones)."""
 
+    def committed_of(self, result: BatchResult) -> set[TopicPartition]:
+        """The input partitions of `result` already committed (by a `deliver` that then
+        returned False for another of its partitions)."""
+        return set()
+
     async def deliver(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
         """Send and commit; False when the partitions moved meanwhile (the batch was not
         committed: their new owner processes it)."""
@@ -185,6 +190,9 @@ class ExactlyOnce(Delivery):
     async def recover(self) -> None:
         self._unsettled |= set(self.producers)
         await self._stop(list(self.producers))
+
+    def committed_of(self, result: BatchResult) -> set[TopicPartition]:
+        return set(self._committed) if result is self._batch else set()
 
     async def deliver(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
         if result is not self._batch:

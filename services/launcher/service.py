@@ -289,6 +289,7 @@ class Launcher:
                 REDIS, "reporting progress", lambda: self._report_progress(result.next_offsets)
             )
         else:
+            self._rewind(consumer, result)
             await self._redis_lookups.attempt(self._look_for_new_version)
         self.counters.lag = await _lag(consumer, self.counters.lag)
         counters = self.counters
@@ -297,6 +298,18 @@ class Launcher:
         counters.outputs += len(result.outputs)
         counters.dead_letters += len(result.dead)
         counters.staleness = max(result.staleness, default=0)
+
+    def _rewind(self, consumer: AIOKafkaConsumer, result: BatchResult) -> None:
+        """A batch that was not committed is fetched again from its first offsets, in the
+        partitions still assigned here (the others' new owner processes it)."""
+        first: dict[TopicPartition, int] = {}
+        for message in result.messages:
+            tp = TopicPartition(message.topic, message.partition)
+            first[tp] = min(first.get(tp, message.offset), message.offset)
+        done = self.delivery.committed_of(result)
+        for tp, offset in first.items():
+            if tp in consumer.assignment() and tp not in done:
+                consumer.seek(tp, offset)
 
     async def _report_progress(self, next_offsets: dict[str, int]) -> None:
         """Say how far this launcher predicted (the trainer's learning bound), and look for a

@@ -61,7 +61,7 @@ from shared.config import ProducerType, UseCase
 from shared.config.live import LiveConfig
 from shared.config.models import StreamingConfig
 from shared.errors import ServiceUnavailableError, StreamerError
-from shared.retry import is_transient
+from shared.retry import REDIS, Watch, is_transient
 from shared.wire.kafka import RECORD_ID_HEADER
 
 log = logging.getLogger("producer")
@@ -173,6 +173,8 @@ class Replay:
         self.live = live
         self.redis = redis
         self._limit_done = 0.0  # fraction of maxBlocks done, for the progress bar
+        # Redis away: pacing changes wait (the replay goes on)
+        self._configuration = Watch(REDIS, "reading the pacing configuration")
         self._partitions: dict[str, Iterator[int]] = {}
 
     async def run(self) -> None:
@@ -199,7 +201,9 @@ class Replay:
         """Pacing changed at run time (recordsPerBlock, producerTimeInterval, maxBlocks)
         applies from the next block."""
         live, redis = self.live, self.redis
-        if live is not None and redis is not None and await live.refresh(redis):
+        if live is None or redis is None:
+            return
+        if await self._configuration.attempt(lambda: live.refresh(redis), default=False):
             self.config = self.live.current.streaming
             log.info(
                 f"{self.stats.usecase}: pacing changed",

@@ -22,6 +22,7 @@ async def test_a_replay_through_kills_and_a_broker_restart_loses_and_repeats_not
         evaluator_kills=1,
         producer_kills=1,
         broker_restarts=1,
+        broker_down_s=2.0,
         baseline=False,
         drain_timeout_s=120,
     )
