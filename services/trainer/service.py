@@ -204,6 +204,9 @@ class Trainer:
 
     async def _retake_lease(self) -> bool:
         """The lease expired: take it again if no other trainer took it and published."""
+        holder = await self.redis.get(self.keys.trainer_lease)
+        if holder is not None and holder.decode() == this_instance():
+            return True  # taken again already (by the renewer, or by a step)
         if not await self._try_lease():
             return False
         if (await self.store.latest_version() or 0) > (self.model_version or 0):
@@ -312,19 +315,31 @@ class Trainer:
         """A step whose backing service (Kafka, Redis or InfluxDB) does not answer is retried
         (shared/retry.py) until it answers or the trainer stops: nothing learnt is lost,
         positions only move with what was learnt."""
-        try:
-            await retrying(
-                None,
-                f"training ({step.__name__})",
-                lambda: step(*args, **kwargs),
-                attempt_timeout=None,
-            )
-        except TrainingInterrupted:
-            log.info(
-                "training abandoned at stop: nothing published, the next start resumes "
-                "from the last checkpoint",
-                extra={"usecase": self.usecase.name, "version": self.model_version},
-            )
+        while True:
+            try:
+                await retrying(
+                    None,
+                    f"training ({step.__name__})",
+                    lambda: step(*args, **kwargs),
+                    attempt_timeout=None,
+                )
+                return
+            except TrainingInterrupted:
+                log.info(
+                    "training abandoned at stop: nothing published, the next start resumes "
+                    "from the last checkpoint",
+                    extra={"usecase": self.usecase.name, "version": self.model_version},
+                )
+                return
+            except LeaseLostError:  # expired during a Redis outage, or taken over
+                if await retrying(REDIS, "taking the trainer lease again", self._retake_lease):
+                    continue
+                log.error(
+                    "trainer lease taken by another trainer: stopping",
+                    extra={"usecase": self.usecase.name},
+                )
+                self.stop.set()
+                return
 
     # ---- streaming -------------------------------------------------------------------------
 
