@@ -645,6 +645,7 @@ async def run_scenario(scenario: Scenario, data_dir: Path, work: Path) -> dict[s
     """The disturbed run and (scenario.baseline) the undisturbed one; the report, with `ok`
     and `failures` (each figure that is wrong)."""
     settings = ConnectionSettings()
+    work.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
     datafile = kdd_rows(data_dir, scenario.rows, work / "kdd.csv")
     broker = PrivateBroker(work / "kafka")
     broker_start_s = await broker.start()
