@@ -16,6 +16,10 @@ that window ends.
 
 One trainer per use case is active: it holds a lease in Redis, renewed while it runs; others
 wait as standbys, and a version is only published while its trainer holds the lease.
+
+Outages (shared/retry.py): a step that fails because a backing service is away is retried
+until it answers (nothing learnt is lost: positions only move with what was learnt); a lease
+that expired during a Redis outage is taken again when no other trainer took it meanwhile.
 """
 
 from __future__ import annotations
@@ -53,13 +57,14 @@ from shared.heartbeat import this_instance
 from shared.modelstore import LeaseLostError, ModelIntegrityError, ModelStore, model_secret
 from shared.prepostprocessors import processor_for
 from shared.records import record_class_for
+from shared.retry import INFLUXDB, KAFKA, REDIS, Watch, retrying
 from shared.wire.influx import RecordsMeasurement
 from shared.wire.keys import UseCaseKeys
 from shared.wire.store import PROMOTE, REQUESTS_GROUP, RETRAIN, ModelMeta, RetrainRequest
 
 log = logging.getLogger("trainer")
 
-TRANSIENT_ATTEMPTS = 6
+#: What a graceful stop does not wait for (its last publication is best effort).
 TRANSIENT_ERRORS = (
     OSError,
     TimeoutError,
@@ -122,13 +127,14 @@ class Trainer:
         async with contextlib.AsyncExitStack() as stack:
             self.redis = connect_redis(usecase.connections)
             stack.push_async_callback(self.redis.aclose)
-            await check_redis(self.redis, usecase.connections.redis_url)
+            redis_url = usecase.connections.redis_url
+            await retrying(REDIS, "connecting", lambda: check_redis(self.redis, redis_url))
             secret = model_secret(usecase.connections)
             self.store = ModelStore(self.redis, usecase.name, secret, keep=usecase.algs.model_keep)
             self.influx = AioinfluxStore(usecase.connections)
             stack.push_async_callback(self.influx.close)
-            await self.influx.check()
-            await self.influx.ensure_database()
+            await retrying(INFLUXDB, "connecting", self.influx.check)
+            await retrying(INFLUXDB, "creating the database", self.influx.ensure_database)
             relay = asyncio.create_task(self._relay_stop(), name="trainer-stop-relay")
             stack.callback(relay.cancel)
             if not await self._acquire_lease(stack):
@@ -141,15 +147,15 @@ class Trainer:
                 self._stopping,
             )
             stack.callback(self.learner.close)
-            positions = await self._resume()
-            await self._ensure_request_group()
+            positions = await retrying(REDIS, "loading the checkpoint", self._resume)
+            await retrying(REDIS, "creating the request group", self._ensure_request_group)
             self.stream: InputStream | None = None
             if self.incremental:
                 self.stream = InputStream(
                     usecase.bootstrap_servers, usecase.streaming.main_topics, positions
                 )
-                await self.stream.start()
                 stack.push_async_callback(self.stream.stop)
+                await retrying(KAFKA, "reading the input topics", self.stream.start)
             log.info("trainer started", extra={"usecase": usecase.name})
             await self._loop()
             await self._publish_at_stop()
@@ -166,7 +172,7 @@ class Trainer:
         self.lease = Lock(self.redis, self.keys.trainer_lease, timeout=LEASE_S, thread_local=False)
         announced = False
         while not self.stop.is_set():
-            if await self.lease.acquire(blocking=False, token=this_instance()):
+            if await retrying(REDIS, "taking the trainer lease", self._try_lease):
                 break
             if not announced:
                 log.info(
@@ -184,19 +190,40 @@ class Trainer:
         stack.push_async_callback(self._release_lease)
         return True
 
+    async def _try_lease(self) -> bool:
+        return bool(await self.lease.acquire(blocking=False, token=this_instance()))
+
     async def _renew_lease(self) -> None:
-        """Keep the lease; losing it (a pause longer than LEASE_S) stops this trainer, whose
-        next publication would be refused anyway."""
+        """Keep the lease. Lost (a pause or a Redis outage longer than LEASE_S), it is taken
+        again when free and no other trainer published meanwhile; else this trainer stops:
+        another one took over, and its next publication would be refused anyway."""
+        renewing = Watch(REDIS, "renewing the trainer lease")
         while True:
             await asyncio.sleep(RENEW_S)
             try:
-                await self.lease.reacquire()
+                await renewing.attempt(self.lease.reacquire)
             except LockError:
+                if await renewing.attempt(self._retake_lease, default=False):
+                    continue
                 log.error("trainer lease lost: stopping", extra={"usecase": self.usecase.name})
                 self.stop.set()
                 return
-            except (RedisError, OSError) as error:
-                log.warning("lease not renewed, retrying", extra={"error": str(error)})
+
+    async def _retake_lease(self) -> bool:
+        """The lease expired: take it again if no other trainer took it and published."""
+        holder = await self.redis.get(self.keys.trainer_lease)
+        if holder is not None and holder.decode() == this_instance():
+            return True  # taken again already (by the renewer, or by a step)
+        if not await self._try_lease():
+            return False
+        if (await self.store.latest_version() or 0) > (self.model_version or 0):
+            await self._release_lease()
+            return False
+        log.warning(
+            "trainer lease expired (Redis away?) and taken again",
+            extra={"usecase": self.usecase.name},
+        )
+        return True
 
     async def _release_lease(self) -> None:
         with contextlib.suppress(LockError, RedisError, OSError):
@@ -236,15 +263,18 @@ class Trainer:
 
     async def _loop(self) -> None:
         next_refit = time.monotonic() + self._refit_interval_s(default=0.0)
+        configuration = Watch(REDIS, "reading the configuration")
         while not self.stop.is_set():
-            if await self.live.refresh(self.redis):
+            if await configuration.attempt(lambda: self.live.refresh(self.redis), default=False):
                 self.usecase = self.live.current
                 next_refit = time.monotonic() + self._refit_interval_s(default=0.0)
                 log.info(
                     "configuration changed",
                     extra={"usecase": self.usecase.name, "overrides": self.live.overrides},
                 )
-            bound, requests = await self._progress_and_requests()
+            bound, requests = await retrying(
+                REDIS, "reading the launchers' progress", self._progress_and_requests
+            )
             if not self.usecase.streaming.online_train:
                 await self._idle()
                 continue  # training disabled: requests are acknowledged and ignored
@@ -294,12 +324,17 @@ class Trainer:
     async def _with_retries(
         self, step: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> None:
-        """A service that does not answer skips this step (nothing learnt is lost: positions
-        only move with what was learnt) and is retried with backoff instead of ending the
-        trainer."""
-        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        """A step whose backing service (Kafka, Redis or InfluxDB) does not answer is retried
+        (shared/retry.py) until it answers or the trainer stops: nothing learnt is lost,
+        positions only move with what was learnt."""
+        while True:
             try:
-                await step(*args, **kwargs)
+                await retrying(
+                    None,
+                    f"training ({step.__name__})",
+                    lambda: step(*args, **kwargs),
+                    attempt_timeout=None,
+                )
                 return
             except TrainingInterrupted:
                 log.info(
@@ -308,14 +343,15 @@ class Trainer:
                     extra={"usecase": self.usecase.name, "version": self.model_version},
                 )
                 return
-            except TRANSIENT_ERRORS as error:
-                log.warning(
-                    "training step failed, retrying",
-                    extra={"usecase": self.usecase.name, "attempt": attempt, "error": repr(error)},
+            except LeaseLostError:  # expired during a Redis outage, or taken over
+                if await retrying(REDIS, "taking the trainer lease again", self._retake_lease):
+                    continue
+                log.error(
+                    "trainer lease taken by another trainer: stopping",
+                    extra={"usecase": self.usecase.name},
                 )
-                if self.stop.is_set() or attempt == TRANSIENT_ATTEMPTS:
-                    raise
-                await asyncio.sleep(min(2**attempt, 30))
+                self.stop.set()
+                return
 
     # ---- streaming -------------------------------------------------------------------------
 
