@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.asyncio import Redis
 
 from shared.wire.keys import UseCaseKeys
@@ -148,9 +148,26 @@ class RetrainRequest(BaseModel):
 
     reason: str = Field("request", description="why (an alert's metrics, the API's body...)")
     by: str = Field("", description="who asks: evaluator, api")
+    since: dict[str, int] | None = Field(
+        None,
+        description="where the change the alert reports began: `<topic>/<partition>` -> the "
+        "first input offset of the change (JSON text; the trainer's `retrain.strategy` says "
+        "what to learn from it); absent from the API's requests",
+    )
+    change_evaluation: int | None = Field(
+        None, description="the evaluation where the detector located the change"
+    )
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _since_from_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str | bytes) else value
 
     def encode(self) -> dict[str, str]:
-        return {name: str(value) for name, value in self.model_dump().items()}
+        return {
+            name: json.dumps(value) if isinstance(value, dict) else str(value)
+            for name, value in self.model_dump(exclude_none=True).items()
+        }
 
     @classmethod
     def decode(cls, fields: dict[bytes, bytes]) -> RetrainRequest:
