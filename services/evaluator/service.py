@@ -39,6 +39,7 @@ from services.evaluator.checkpoint import (
 )
 from services.evaluator.leaderboard import PromotionRule
 from services.evaluator.logfiles import UseCaseLogs
+from services.evaluator.origins import change_origin
 from services.evaluator.reading import OutputReader
 from services.evaluator.scoring import (
     EvaluationResult,
@@ -441,15 +442,23 @@ class Evaluator:
         last = state.last_request_ms
         cooled = last is None or result.time_ms - last >= self.cooldown_ms
         if active and cooled and self.usecase.streaming.online_train:
+            origin = change_origin(detector)
+            since = self.scorer.views.origins.since(origin) if origin is not None else {}
             request = RetrainRequest(
                 reason=f"alert: {', '.join(metrics)}",
                 by="evaluator",
+                since=since or None,
+                change_evaluation=origin,
                 evaluation=str(result.index),
                 records_scored=str(self.scorer.records),
             )
             state.last_request_ms = result.time_ms
             state.counters.retrain_requests += 1
-            self.logs.write("infoLog", f"({result.index}) retrain requested")
+            self.logs.write(
+                "infoLog",
+                f"({result.index}) retrain requested; change located at evaluation {origin}, "
+                f"input positions {since}",
+            )
         if self.elastic is not None and (
             request is not None
             or any(change.kind is not ChangeKind.UPDATED for change in result.changes)

@@ -25,6 +25,8 @@ from shared.wire.keys import UseCaseKeys
 MUTABLE_KEYS: dict[str, str] = {
     "training.interval": "algs",
     "training.maxdata": "algs",
+    "retrain.strategy": "algs",
+    "retrain.min-records": "algs",
     "evaluation.metrics": "algs",
     "evaluation.window": "algs",
     "online.train": "streaming",

@@ -24,7 +24,7 @@ the queries).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -230,17 +230,23 @@ class RecordsMeasurement:
         return records_from_rows(rows, series)
 
     async def recent(
-        self, store: QueryRunner, limit: int, between_pages: Callable[[], None] = lambda: None
+        self,
+        store: QueryRunner,
+        limit: int,
+        between_pages: Callable[[], None] = lambda: None,
+        since: Mapping[str, int] | None = None,
     ) -> tuple[list[StoredRecord], dict[str, int]]:
         """The most recent `limit` complete records (-1: all), oldest first, and per input
-        partition (`<topic>/<partition>`) the offset after its last complete record.
-        `between_pages` is called before each query (it may raise to abandon the read)."""
+        partition (`<topic>/<partition>`) the offset after its last complete record. With
+        `since` (`<topic>/<partition>` -> offset), only the records at or after its offset in
+        the partitions it names (a retrain since a change). `between_pages` is called before
+        each query (it may raise to abandon the read)."""
         records: list[StoredRecord] = []
         ends: dict[str, int] = {}
         for series, watermark in await self.complete_series(store):
             key = partition_key(series.topic, series.partition)
             ends[key] = max(ends.get(key, 0), watermark + 1)
-            after = -1
+            after = (since or {}).get(key, 0) - 1
             while True:
                 between_pages()
                 page = limit if limit > 0 else PAGE
