@@ -114,7 +114,9 @@ class Launcher:
         self._apply_switches()
         self._loading: asyncio.Task[ModelVersion | None] | None = None
         self._examined = 0  # the newest version looked at (adopted or not)
-        self._gave_up_at: int | None = None  # version at which waiting for a fresher one stopped
+        # (the version,) at which waiting for a fresher one stopped: a tuple, since that
+        # version may be None (no version at all, no trainer running)
+        self._gave_up_at: tuple[int | None] | None = None
         self._roles: dict | None = None  # a change of champion a learning launcher follows
         # the algorithm cannot change at run time: whether it learns incrementally is fixed
         self.incremental = build_algorithm(usecase).incremental
@@ -220,7 +222,7 @@ class Launcher:
         bound = self.usecase.streaming.launcher_max_staleness
         if bound < 0 or self.model.learn or not self.incremental:
             return messages  # a batch model's versions come with its refits, not on demand
-        if self._gave_up_at is not None and self._gave_up_at == self.model.version:
+        if self._gave_up_at == (self.model.version,):
             return messages  # the trainer publishes nothing: wait again once it does
         waited_since = time.monotonic()
         while not self.stop.is_set():
@@ -244,7 +246,7 @@ class Launcher:
                     "current one until the trainer publishes again",
                     extra={"usecase": self.usecase.name, "waited_s": STALENESS_WAIT_S},
                 )
-                self._gave_up_at = self.model.version
+                self._gave_up_at = (self.model.version,)
                 return messages
             # ask for half a bound of room beyond the first waiting record: the trainer then
             # publishes once per half bound, not once per record
