@@ -116,9 +116,11 @@ def producer_options(config: StreamingConfig) -> dict[str, Any]:
     return options
 
 
-def transactional_id(usecase: str, source: str) -> str:
-    """One per use case and source: a restarted producer fences its predecessor."""
-    return f"streamer-producer:{usecase}:{source}"
+def transactional_id(usecase: str, source: str, topics: Sequence[str]) -> str:
+    """One per use case, source and topics: a restarted producer fences its predecessor, and
+    nothing else (two deployments of a use case with other topics on one cluster do not fence
+    each other)."""
+    return f"streamer-producer:{usecase}:{source}:{','.join(sorted(topics))}"
 
 
 async def resume(plan: Plan, producer: AIOKafkaProducer, from_start: bool = False) -> None:
@@ -180,7 +182,7 @@ async def produce_usecase(
             plan.source = LineSource(config.datafile, skip_header=config.contains_header)
         producer = make_producer(
             bootstrap,
-            transactional_id=transactional_id(usecase.name, plan.name),
+            transactional_id=transactional_id(usecase.name, plan.name, plan.topics),
             **producer_options(config),
         )
         try:

@@ -255,7 +255,7 @@ async def test_a_graceful_stop_then_a_restart_continues_and_from_start_replays(
 async def test_a_second_producer_of_the_same_source_fences_the_first(
     tmp_path, kafka_bootstrap, unique
 ):
-    rows = write_data(tmp_path / "twice.csv", 200)
+    rows = write_data(tmp_path / "twice.csv", 2_000)  # 20 s: the second starts mid-replay
     folder = make_usecase(
         tmp_path,
         kafka_bootstrap,
@@ -272,7 +272,7 @@ async def test_a_second_producer_of_the_same_source_fences_the_first(
     _, stderr = await asyncio.wait_for(first.communicate(), 30)
     assert first.returncode == 1
     assert "another producer of this use case and source started" in stderr.decode()
-    assert_each_line_once(await read_topic(kafka_bootstrap, unique, 200), rows, "twice")
+    assert_each_line_once(await read_topic(kafka_bootstrap, unique, 2_000), rows, "twice")
 
 
 async def produce_in_process(folder: Path) -> None:
