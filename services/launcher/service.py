@@ -206,7 +206,9 @@ class Launcher:
                         await self._handle(consumer, messages)
                 else:
                     await watch.check()
-                    await self._redis_lookups.attempt(self._look_for_new_version)
+                # after every fetch, busy or idle: a stream that never pauses must not keep an
+                # old version (one Redis GET; a version is loaded in the background)
+                await self._redis_lookups.attempt(self._look_for_new_version)
                 await self._redis_lookups.attempt(self._follow_config)
         finally:
             stop_wait.cancel()

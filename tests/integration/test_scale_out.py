@@ -30,6 +30,9 @@ from tests.integration.pipeline_helpers import (
 
 ROWS = 20_000
 PUBLISH_MS = 250
+BLOCK_MS = 250  # producerTimeInterval
+NEAR_MS = BLOCK_MS + 50
+ADOPT_MS = 250  # a version fetched, verified and loaded between two batches, on a loaded machine
 
 
 def make_usecase(root: Path, name: str, datafile: Path) -> Path:
@@ -38,7 +41,7 @@ def make_usecase(root: Path, name: str, datafile: Path) -> Path:
     (folder / "streaming.props").write_text(
         f"mainTopic={name}\noutputTopic={name}.outputs\nproblem.type=KDDClassification\n"
         f"datafile={datafile}\ntopic.partitions=2\nproducerType=BLOCK\n"
-        "recordsPerBlock=500\nproducerTimeInterval=250\nreadingTimeInterval=100\n"
+        f"recordsPerBlock=500\nproducerTimeInterval={BLOCK_MS}\nreadingTimeInterval=100\n"
     )
     (folder / "algs.props").write_text(
         f"algorithm=HoeffdingTreeClassifier\nmodel.publish.interval={PUBLISH_MS}\n"
@@ -103,8 +106,10 @@ async def test_two_launchers_predict_with_versions_of_one_model_and_as_well_as_o
         position = meta["positions"].get(f"{topic}/{partition_of(output)}", 0)
         assert output["staleness"] == max(0, offset_of(output) - position), output
 
-    # each launcher owns one partition; whenever both predict at the same moment (within
-    # 50 ms), the versions they use were published at most about one publish interval apart
+    # each launcher owns one partition; the producer sends its blocks to the partitions in
+    # turn, one every BLOCK_MS, so the two launchers predict in turn: whenever both predict
+    # within NEAR_MS (a block interval and a margin), the versions they use were published at
+    # most one publish interval apart, beyond the time between the two predictions
     by_partition = collections.defaultdict(list)
     for output in shared:
         if output["model_version"] is not None:
@@ -112,22 +117,25 @@ async def test_two_launchers_predict_with_versions_of_one_model_and_as_well_as_o
             by_partition[partition_of(output)].append((output["timings"]["predicted"], created))
     assert sorted(by_partition) == [0, 1]
     others = sorted(by_partition[1])
+    # a version gap beyond the time between the two predictions: at most one publish interval
+    # (plus ADOPT_MS to adopt it: up to 108 ms more measured with a load average of 6)
     gaps = [
-        abs(created - other_created) * 1000
+        abs(created - other_created) * 1000 - abs(predicted - other_predicted)
         for predicted, created in by_partition[0]
         for other_predicted, other_created in others[
-            bisect.bisect_left(others, (predicted - 50,)) : bisect.bisect_right(
-                others, (predicted + 50, float("inf"))
+            bisect.bisect_left(others, (predicted - NEAR_MS,)) : bisect.bisect_right(
+                others, (predicted + NEAR_MS, float("inf"))
             )
         ]
     ]
     assert gaps, "the two launchers never predicted at the same moment"
     gaps.sort()
     print(
-        f"gaps between the two launchers' versions: p50 {gaps[len(gaps) // 2]:.0f} ms, "
+        "gaps between the two launchers' versions (beyond their predictions' own): "
+        f"p50 {gaps[len(gaps) // 2]:.0f} ms, "
         f"p99 {gaps[int(len(gaps) * 0.99)]:.0f} ms, max {gaps[-1]:.0f} ms over {len(gaps)} pairs"
     )
-    assert max(gaps) <= PUBLISH_MS + 250
+    assert max(gaps) <= PUBLISH_MS + ADOPT_MS
 
     one, two = accuracy(alone), accuracy(shared)
     print(f"accuracy: one launcher {one:.4f}, two launchers {two:.4f}")
