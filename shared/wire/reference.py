@@ -27,6 +27,7 @@ from shared.wire.influx import (
     METRICS_SCHEMA,
     PROGRESS_SCHEMA,
     RECORDS_SCHEMA,
+    RELIABILITY_SCHEMA,
     MeasurementSchema,
 )
 from shared.wire.kafka import (
@@ -237,6 +238,7 @@ def markdown() -> str:
         *[measurement_table(schema) for schema in (RECORDS_SCHEMA, PROGRESS_SCHEMA)],
         measurement_table(METRICS_SCHEMA),
         measurement_table(LEADERBOARD_SCHEMA),
+        measurement_table(RELIABILITY_SCHEMA),
     )
     return "\n".join(lines).rstrip() + "\n"
 

@@ -13,10 +13,12 @@ from shared.wire.influx import (
     METRICS_SCHEMA,
     PROGRESS_SCHEMA,
     RECORDS_SCHEMA,
+    RELIABILITY_SCHEMA,
     LeaderboardMeasurement,
     MeasurementSchema,
     MetricsMeasurement,
     RecordsMeasurement,
+    ReliabilityMeasurement,
 )
 from shared.wire.keys import UseCaseKeys
 
@@ -77,6 +79,15 @@ def names_in(line: str) -> tuple[str, set[str], set[str]]:
             LEADERBOARD_SCHEMA,
             LeaderboardMeasurement("<usecase>").point(
                 "moa.HoeffdingTree", "window", "accuracy", 0.5, pairs=9, role="champion",
+                evaluation=3, time_ms=9,
+            ),
+        ),
+        (
+            RELIABILITY_SCHEMA,
+            ReliabilityMeasurement("<usecase>").point(
+                "window", "calibration_error",
+                {"bin": 3, "lower": 0.3, "upper": 0.4, "count": 5, "confidence": 0.35,
+                 "frequency": 0.4},
                 evaluation=3, time_ms=9,
             ),
         ),
