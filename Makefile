@@ -17,7 +17,7 @@ SAMPLE_URL := https://raw.githubusercontent.com/streamer-framework/streamer/mast
 # Environment of the locally started services (ports, URLs), for commands that talk to them.
 WITH_SERVICES_ENV := eval "$$(bash scripts/services.sh env)" &&
 
-.PHONY: help install lock typecheck services services-down services-status data test test-unit lint fmt docs up up-docker up-local down logs ps bench browser
+.PHONY: help install lock typecheck services services-down services-status data test test-unit lint fmt docs up up-docker up-local down logs ps bench chaos browser
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -148,3 +148,6 @@ ps: ## Show what runs: Compose's containers, or the local services and the pipel
 
 bench: install services ## Benchmark the pipeline on the whole KDD 10% file (JSON report, last line)
 	$(WITH_SERVICES_ENV) $(PY) -m benchmarks.pipeline $(BENCH_ARGS)
+
+chaos: install services data ## Kill services and restart Kafka during one replay, then check every record (JSON report, last line)
+	$(WITH_SERVICES_ENV) $(PY) -m benchmarks.chaos $(CHAOS_ARGS)

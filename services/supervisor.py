@@ -1,8 +1,12 @@
 """`streamer run`: the pipeline's services as local child processes, for one machine without
 Compose. Each child is watched by its own task; a crashed one is restarted with exponential
-backoff (given up after a few quick failures in a row); a signal stops them all in pipeline
-order (producer first, api last) so that what is in flight drains downstream before its
-consumer stops.
+backoff; a signal stops them all in pipeline order (producer first, api last) so that what is
+in flight drains downstream before its consumer stops.
+
+A child is given up only after a few quick failures in a row without ever becoming healthy
+(its own heartbeat in Redis said `running`, or it ran for RestartPolicy.quick_run_s): it
+cannot start (bad configuration, port taken). A child that was healthy and then died (killed,
+or crashed) is always restarted, after the base delay: its next run starts a new streak.
 
 The children are `sys.executable -m services.cli <command> ...` with this process's
 environment and working directory, each in its own process group: a Ctrl-C at the terminal
@@ -27,19 +31,26 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from shared.clients.redis import connect_redis
+from shared.config.settings import ConnectionSettings
 from shared.health import SERVICES
+from shared.heartbeat import this_host
 from shared.logs import PlainFormatter
+from shared.wire.heartbeat import RUNNING, HeartbeatPayload
+from shared.wire.keys import heartbeat_key
 
 log = logging.getLogger("supervisor")
 
@@ -50,16 +61,20 @@ STOP_ORDER = SERVICES
 STOP_TIMEOUT_S = 30.0
 STATUS_INTERVAL_S = 60.0
 PUMP_DRAIN_S = 5.0
+#: How often a started child's heartbeat is looked for, until it is healthy.
+PROBE_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
 class ChildSpec:
     """One child process to supervise; `done_on_success`: exit status 0 means its work is
-    finished (the producer after replaying its files), not that it crashed."""
+    finished (the producer after replaying its files), not that it crashed; `heartbeat`: the
+    service name of its heartbeat, which says when it is healthy (None: it has none)."""
 
     name: str
     argv: tuple[str, ...]
     done_on_success: bool = False
+    heartbeat: str | None = None
 
 
 def pipeline_commands(
@@ -78,10 +93,10 @@ def pipeline_commands(
     health = [argument for name in names for argument in ("--usecase", name)]
     pipeline = (
         [
-            ChildSpec("producer", (*cli, "produce", *usecases), done_on_success=True),
-            ChildSpec("launcher", (*cli, "launch", *usecases)),
-            ChildSpec("trainer", (*cli, "train", *usecases)),
-            ChildSpec("evaluator", (*cli, "evaluate", *usecases)),
+            ChildSpec("producer", (*cli, "produce", *usecases), True, "producer"),
+            ChildSpec("launcher", (*cli, "launch", *usecases), heartbeat="launcher"),
+            ChildSpec("trainer", (*cli, "train", *usecases), heartbeat="trainer"),
+            ChildSpec("evaluator", (*cli, "evaluate", *usecases), heartbeat="evaluator"),
         ]
         if usecases
         else []
@@ -90,7 +105,9 @@ def pipeline_commands(
         ChildSpec(f"federate-{Path(server).name}", (*cli, "federate", "server", server), True)
         for server in servers
     ]
-    api = ChildSpec("api", (*cli, "api", "--host", "127.0.0.1", "--port", str(port), *health))
+    api = ChildSpec(
+        "api", (*cli, "api", "--host", "127.0.0.1", "--port", str(port), *health), heartbeat="api"
+    )
     return [*pipeline, *federated, api]
 
 
@@ -135,10 +152,11 @@ class Decision:
 
 @dataclass(frozen=True)
 class RestartPolicy:
-    """Exponential backoff between restarts. A run shorter than `quick_run_s` that ends in a
-    crash extends the streak of quick failures; `max_quick_failures` in a row give up (the
-    child cannot start: bad config, port taken, service down). A crash after a longer run
-    starts a new streak, so a service that fails once a day is always restarted quickly."""
+    """Exponential backoff between restarts. A run that ends in a crash before the child was
+    healthy and before `quick_run_s` extends the streak of quick failures;
+    `max_quick_failures` in a row give up (the child cannot start: bad config, port taken).
+    A crash after a healthy or a longer run starts a new streak, so a service that is killed
+    again and again, each time after it worked, is always restarted quickly."""
 
     base_delay_s: float = 1.0
     factor: float = 2.0
@@ -157,13 +175,15 @@ class RestartPolicy:
         *,
         done_on_success: bool = False,
         stopping: bool = False,
+        healthy: bool = False,
     ) -> Decision:
-        """What to do after a child exited; `exit_code` None: it could not even be started."""
+        """What to do after a child exited; `exit_code` None: it could not even be started;
+        `healthy`: it had become healthy during this run."""
         if stopping:
             return Decision(Action.STOPPED, streak=streak)
         if exit_code == 0 and done_on_success:
             return Decision(Action.FINISHED)
-        streak = streak + 1 if ran_s < self.quick_run_s else 1
+        streak = 1 if healthy or ran_s >= self.quick_run_s else streak + 1
         if streak >= self.max_quick_failures:
             return Decision(Action.GIVE_UP, streak=streak)
         return Decision(Action.RESTART, self.delay(streak), streak)
@@ -223,6 +243,7 @@ class Child:
     pid: int | None = None
     restarts: int = 0
     streak: int = 0
+    healthy: bool = False  # during its current (or last) run
     exit_code: int | None = None
     started_at: float | None = None  # loop time of the current run
     next_start_at: float | None = None
@@ -250,6 +271,31 @@ class Child:
 
 
 OutputSink = Callable[[str, str], None]
+#: Whether the child of this service name and pid is healthy now.
+HealthProbe = Callable[[str, int], Awaitable[bool]]
+
+
+class HeartbeatProbe:
+    """A child is healthy once its own heartbeat (the key of its pid on this host) says
+    `running`: it connected to what it needs and works (shared/heartbeat.py)."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+
+    @classmethod
+    def connect(cls, settings: ConnectionSettings) -> HeartbeatProbe:
+        return cls(connect_redis(settings, max_connections=2))
+
+    async def __call__(self, service: str, pid: int) -> bool:
+        try:
+            raw = await self.redis.get(heartbeat_key(service, f"{this_host()}-{pid}"))
+        except (RedisError, OSError):
+            return False  # Redis away: not known to be healthy (yet)
+        beat = HeartbeatPayload.decode(raw)
+        return beat is not None and beat.status == RUNNING
+
+    async def close(self) -> None:
+        await self.redis.aclose()
 
 
 class Supervisor:
@@ -265,6 +311,7 @@ class Supervisor:
         stop_timeout_s: float = STOP_TIMEOUT_S,
         output: OutputSink | None = None,
         status_interval_s: float | None = None,
+        probe: HealthProbe | None = None,
     ):
         names = [spec.name for spec in commands]
         if len(set(names)) != len(names):
@@ -275,6 +322,7 @@ class Supervisor:
         self.stop_timeout_s = stop_timeout_s
         self.output = output
         self.status_interval_s = status_interval_s
+        self.probe = probe
         self._shutting_down = False
         self._failed_while_stopping = False  # a child crashed while waiting for its turn
         self._hurry = asyncio.Event()
@@ -404,6 +452,7 @@ class Supervisor:
                 child.streak,
                 done_on_success=child.spec.done_on_success,
                 stopping=self._shutting_down or child.stop_requested.is_set(),
+                healthy=child.healthy,
             )
             child.streak = decision.streak
             if decision.action is Action.STOPPED:
@@ -432,10 +481,11 @@ class Supervisor:
                 return
             child.state = State.BACKOFF
             child.next_start_at = self.now() + decision.delay_s
+            had_been = " (it had been healthy)" if child.healthy else ""
             self._log(
                 child,
                 logging.WARNING,
-                f"{child.name} {describe_exit(exit_code)} after {ran_s:.1f} s: "
+                f"{child.name} {describe_exit(exit_code)} after {ran_s:.1f} s{had_been}: "
                 f"next attempt in {decision.delay_s:g} s",
                 exit_code=exit_code,
                 next_attempt_s=decision.delay_s,
@@ -468,6 +518,7 @@ class Supervisor:
             return None, self.now() - started
         child.process, child.pid, child.started_at = process, process.pid, self.now()
         child.state = State.RUNNING
+        child.healthy = False
         self._log(child, logging.INFO, f"{child.name} started", argv=" ".join(child.spec.argv))
         if child.stop_requested.is_set():  # stop arrived while it was being started
             child.state = State.STOPPING
@@ -477,7 +528,16 @@ class Supervisor:
             if self.output and process.stdout
             else None
         )
-        exit_code = await process.wait()
+        watch = (
+            asyncio.create_task(self._until_healthy(child, process.pid))
+            if self.probe is not None and child.spec.heartbeat is not None
+            else None
+        )
+        try:
+            exit_code = await process.wait()
+        finally:
+            if watch is not None:
+                watch.cancel()
         if pump is not None:  # the rest of its output; a helper it left may hold the pipe
             try:
                 await asyncio.wait_for(pump, PUMP_DRAIN_S)
@@ -485,6 +545,16 @@ class Supervisor:
                 self._log(child, logging.WARNING, f"{child.name}: output still open, not shown")
         child.exit_code = exit_code
         return exit_code, self.now() - started
+
+    async def _until_healthy(self, child: Child, pid: int) -> None:
+        """Look for the child's heartbeat until it says `running` (or the child ends)."""
+        assert self.probe is not None and child.spec.heartbeat is not None
+        while True:  # polling Redis: no event to wait on
+            if await self.probe(child.spec.heartbeat, pid):
+                break
+            await asyncio.sleep(PROBE_INTERVAL_S)
+        child.healthy = True
+        self._log(child, logging.INFO, f"{child.name} is healthy (its heartbeat says running)")
 
     async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
         assert self.output is not None
@@ -673,10 +743,12 @@ async def supervise(
     stop_timeout_s: float = STOP_TIMEOUT_S,
     live: bool | None = None,
     log_file: Path | None = None,
+    settings: ConnectionSettings | None = None,
 ) -> int:
     """Supervise `commands` until a signal (or until all have ended); the exit status.
     `log_file`: every line of the children and of the supervisor appended there as well
-    (`make logs` follows it while the terminal keeps its live table)."""
+    (`make logs` follows it while the terminal keeps its live table). `settings`: the Redis
+    where the children's heartbeats say when they are healthy (None: none is looked for)."""
     if live is None:
         live = sys.stdout.isatty()
     console = Console() if live else None
@@ -691,6 +763,7 @@ async def supervise(
             log_file.parent.mkdir(parents=True, exist_ok=True)
             stream = stack.enter_context(log_file.open("a", encoding="utf-8", buffering=1))
             sinks.append(write_child_line(stream))
+        probe = HeartbeatProbe.connect(settings) if settings is not None else None
         supervisor = Supervisor(
             commands,
             env=env,
@@ -698,6 +771,7 @@ async def supervise(
             stop_timeout_s=stop_timeout_s,
             output=fan_out(sinks) if sinks else None,
             status_interval_s=None if live else STATUS_INTERVAL_S,
+            probe=probe,
         )
         stop = asyncio.Event()
         with stop_signals(stop, supervisor.hurry):
@@ -705,7 +779,11 @@ async def supervise(
                 stack.enter_context(live_display(supervisor, console))
             if stream is not None:
                 stack.enter_context(logging_to(stream))
-            status = await supervisor.run(stop)
+            try:
+                status = await supervisor.run(stop)
+            finally:
+                if probe is not None:
+                    await probe.close()
     return status
 
 
@@ -732,6 +810,7 @@ def run_pipeline(
             env=env,
             stop_timeout_s=stop_timeout_s,
             log_file=log_file,
+            settings=ConnectionSettings(),
         )
     )
     log.info(f"streamer run ends after {format_duration(time.monotonic() - started)}")

@@ -108,7 +108,7 @@ def sidecar_status(answer: Answer) -> Status:
         )
         note = f"the sidecar's /health body is not the documented Health ({problems})"
         return Status("sidecar", [], ok, note, ())
-    note = "; ".join(health.problems)
+    note = "; ".join([*health.problems, *health.outages])
     if not health.checks:
         note = note or "the sidecar checks no use case (none in its use-cases folder)"
     down = tuple(dict.fromkeys(check.service for check in health.checks if not check.instances))

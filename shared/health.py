@@ -4,6 +4,12 @@
 An instance is up when its heartbeat says `running`. Its key expires TTL_S after the last
 write (shared/heartbeat.py), so a crashed or hung instance is simply absent: no reader compares
 clocks. A service is up for a use case when one of its running instances names the use case.
+
+An instance that reports an outage (a backing service away, shared/retry.py) is still up: it
+runs, retries and resumes on its own once the backing service answers, and restarting it would
+not help. Its outages are listed with it, and in Health.outages; they do not change the status.
+(A Redis outage cannot be reported this way: the heartbeats live in Redis, and the health then
+says that it cannot read them.)
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ class InstanceHealth(BaseModel):
         description="use case -> the model version in use"
     )
     last_error: str | None
+    outages: dict[str, str] = Field(
+        default_factory=dict,
+        description="backing service -> what fails, since when: it is away and the instance "
+        "retries (the instance is still up)",
+    )
 
     @classmethod
     def of(cls, beat: HeartbeatPayload, now: float) -> InstanceHealth:
@@ -63,6 +74,7 @@ class InstanceHealth(BaseModel):
             counters=beat.counters,
             model_versions=beat.model_versions,
             last_error=beat.last_error,
+            outages=beat.outages,
         )
 
     @field_serializer("counters", when_used="json")
@@ -84,6 +96,10 @@ class ServiceCheck(BaseModel):
     model_version: int | None = Field(
         description="the newest model version these instances report for the use case"
     )
+    outages: dict[str, str] = Field(
+        default_factory=dict,
+        description="backing service -> what fails, as these instances report it (they retry)",
+    )
 
 
 class Health(BaseModel):
@@ -95,6 +111,11 @@ class Health(BaseModel):
     usecases: list[str]
     checks: list[ServiceCheck] = Field(description="one per use case and required service")
     problems: list[str] = Field(description="why the status is not ok, one line per problem")
+    outages: list[str] = Field(
+        default_factory=list,
+        description="backing services the instances report away, one line per instance and "
+        "backing service; they retry and are still up, so the status does not change",
+    )
     instances: list[InstanceHealth] = Field(
         description="every live service instance, in pipeline order (SERVICES)"
     )
@@ -142,8 +163,18 @@ def check_health(
         usecases=list(usecases),
         checks=checks,
         problems=problems,
+        outages=outage_lines(instances),
         instances=instances,
     )
+
+
+def outage_lines(instances: Iterable[InstanceHealth]) -> list[str]:
+    """`<service> <instance>: <backing service> away (<what fails, since when>)`."""
+    return [
+        f"{found.service} {found.instance}: {backing} away ({what})"
+        for found in instances
+        for backing, what in sorted(found.outages.items())
+    ]
 
 
 def unreadable(usecases: Sequence[str], required: Sequence[str], why: str) -> Health:
@@ -178,6 +209,7 @@ def check_service(
     newest = max((found.updated_at for found in shown), default=None)
     errors = [found.last_error for found in shown if found.last_error]
     versions = [found.model_versions.get(usecase) for found in shown]
+    outages = {backing: what for found in shown for backing, what in found.outages.items()}
     return ServiceCheck(
         usecase=usecase,
         service=service,
@@ -187,6 +219,7 @@ def check_service(
         last_error=errors[0] if errors else None,
         age_s=None if newest is None else round(max(0.0, now - newest), 3),
         model_version=max((v for v in versions if v is not None), default=None),
+        outages=outages,
     )
 
 
@@ -262,6 +295,8 @@ async def check_this_host(redis: Redis, service: str) -> tuple[bool, str]:
         return False, f"{service} on {host}: no running heartbeat ({states or 'none'})"
     newest = max(running, key=lambda instance: instance.updated_at)
     line = f"{service} {newest.instance}: running, beat {newest.age_s:.1f} s ago"
+    for backing, what in sorted(newest.outages.items()):
+        line += f"; {backing} away, retrying ({what})"
     if newest.last_error:
         line += f"; last error: {newest.last_error}"
     return True, line

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.retry import OUTAGES, REDIS, Outages, Watch
 from shared.wire.heartbeat import INTERVAL_S, RUNNING, STOPPING, TTL_S, HeartbeatPayload
 from shared.wire.keys import heartbeat_key, heartbeat_pattern
 
@@ -52,6 +53,7 @@ class Heartbeat:
         snapshot: Snapshot | None = None,
         interval_s: float = INTERVAL_S,
         ttl_s: int = TTL_S,
+        outages: Outages = OUTAGES,
     ):
         self.redis = redis
         self.service = service
@@ -66,6 +68,8 @@ class Heartbeat:
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self.outages = outages
+        self._writing = Watch(REDIS, "writing the heartbeat", outages)
 
     def record_error(self, error: BaseException | str) -> None:
         self.last_error = str(error)[:500]
@@ -82,6 +86,7 @@ class Heartbeat:
             counters=snapshot.get("counters", {}),
             model_versions=snapshot.get("model_versions", {}),
             last_error=self.last_error,
+            outages=self.outages.report(),
         )
 
     async def beat(self) -> None:
@@ -127,12 +132,13 @@ class Heartbeat:
             await self._beat_or_log()
 
     async def _beat_or_log(self) -> None:
+        """One beat; Redis away is an outage (logged once, shared/retry.py), tried again at
+        the next beat."""
         try:
-            await self.beat()
-        except (RedisError, OSError) as error:  # Redis away: try again next beat
+            await self._writing.attempt(self.beat)
+        except RedisError as error:  # not an outage (say, a refused command): said each time
             log.warning(
-                "heartbeat not written, retrying",
-                extra={"service": self.service, "error": str(error)},
+                "heartbeat not written", extra={"service": self.service, "error": str(error)}
             )
         except ValidationError as error:  # a snapshot that breaks the contract: a bug, said
             log.error(

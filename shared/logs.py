@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -43,12 +44,37 @@ class PlainFormatter(logging.Formatter):
         return text
 
 
+class ClientRepeats(logging.Filter):
+    """Each message of the Kafka client at most once a minute.
+
+    While a broker is away, aiokafka's background tasks (metadata, fetcher, coordinator)
+    log every failed reconnect, several times a second; the outage itself is said once when
+    it starts and once when it ends (shared/retry.py)."""
+
+    def __init__(self, every_s: float = 60.0, prefixes: tuple[str, ...] = ("aiokafka",)):
+        super().__init__()
+        self.every_s = every_s
+        self.prefixes = prefixes
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))  # the template: its arguments vary
+        now = time.monotonic()
+        if now - self._last.get(key, -self.every_s) < self.every_s:
+            return False
+        self._last[key] = now
+        return True
+
+
 def configure_logging(level: str = "INFO", json_lines: bool | None = None) -> None:
     """Set up the root logger once per process; JSON unless stderr is a terminal."""
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     handler = logging.StreamHandler(sys.stdout if json_lines else sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
+    handler.addFilter(ClientRepeats())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

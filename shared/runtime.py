@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from shared.clients.redis import connect_redis
 from shared.config import UseCase
 from shared.heartbeat import Heartbeat
+from shared.retry import retry_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ async def run_until_stopped(
 ) -> list[Any]:
     """Run the tasks side by side until they finish or a signal stops them (stop_on_signals).
     A failing task makes the others drain and stop (not cancelled mid-batch), then its error
-    is raised."""
+    is raised. Inside, calls to the backing services are retried until the stop
+    (shared/retry.py): an outage of any length is ridden out."""
     stop = stop or asyncio.Event()
     running: list[asyncio.Task[Any]] = []
 
@@ -59,7 +61,7 @@ async def run_until_stopped(
         for task in running:
             task.cancel()
 
-    with stop_on_signals(stop, cancel_all):
+    with stop_on_signals(stop, cancel_all), retry_until_stopped(stop):
         running.extend(asyncio.create_task(_stop_all_on_error(make(stop), stop)) for make in tasks)
         results = await asyncio.gather(*running, return_exceptions=True)
     for result in results:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from shared.wire.federated import RoundRow
 from shared.wire.store import ModelMeta
 
 # A props value in a PATCH body: text as in a props file, or a JSON number/bool/list that is
@@ -139,6 +140,13 @@ class Models(BaseModel):
     usecase: str
     latest: int | None
     versions: list[ModelMeta] = Field(description="newest first")
+
+
+class Rounds(BaseModel):
+    """A federated server's newest rounds, oldest first; empty for other use cases."""
+
+    usecase: str
+    rounds: list[RoundRow]
 
 
 class RoleChange(BaseModel):

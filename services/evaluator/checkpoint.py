@@ -48,7 +48,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from services.evaluator.scoring import Progress, Views
+from services.evaluator.scoring import VIEWS_FORMAT, Progress, Views
 from shared.config import UseCase
 from shared.errors import StreamerError
 from shared.modelstore import ModelIntegrityError, seal, unseal
@@ -151,6 +151,7 @@ def settings_of(usecase: UseCase) -> str:
     algs, monitoring = usecase.algs, usecase.monitoring
     user_metrics = usecase.folder / "metrics.py"
     settings = {
+        "views_format": VIEWS_FORMAT,
         "metrics": list(algs.evaluation_metrics),
         "classes": algs.classes_number,
         "window": algs.evaluation_window,

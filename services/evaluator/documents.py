@@ -145,6 +145,7 @@ def detection_document(
         ("start_time", detection.start_time_ms),
         ("touched_time", detection.touched_time_ms),
         ("stop_time", detection.stop_time_ms),
+        ("change_start", detection.change_start),
     ):
         if value is not None:
             document[key] = value

@@ -26,6 +26,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from services.evaluator.leaderboard import Leaderboard, Promotion, PromotionRule, Standing
+from services.evaluator.origins import InputOrigins
 from shared.metrics.evaluation import MetricSet, Tables
 from shared.monitoring.base import Detector
 from shared.monitoring.detection import DetectionChange
@@ -158,16 +159,22 @@ class Progress:
     high_water: InputHighWater = field(default_factory=InputHighWater)
 
 
+#: The shape of what `Views` pickles, part of the checkpoint's settings (checkpoint.py): bumped
+#: when it changes, so that an older checkpoint's views start afresh instead of failing later.
+VIEWS_FORMAT = 2
+
+
 @dataclass
 class Views:
     """What belongs to one configuration of metrics and detector (started afresh when it
-    changes)."""
+    changes); `origins` locate the detector's evaluations in the input topics."""
 
     metric_set: MetricSet
     detector: Detector | None
     # per model, with challengers (None: none seen yet; a class default, so that a checkpoint
     # written before leaderboards existed still loads)
     leaderboard: Leaderboard | None = None
+    origins: InputOrigins = field(default_factory=InputOrigins)
 
 
 class Scorer:
@@ -212,6 +219,8 @@ class Scorer:
         progress.index += 1
         messages = in_order(messages)
         result = EvaluationResult(progress.index, now_ms, Span.of(self.topic, messages))
+        scored_before = dict(progress.high_water.marks)
+        firsts: dict[str, int] = {}
         pairs = []
         for message in messages:
             try:
@@ -224,6 +233,7 @@ class Scorer:
                 result.duplicates += 1
                 continue
             result.outputs.append(output)
+            firsts.setdefault(partition_key(topic, partition), offset)
             if output.targets:
                 pairs.append((output.targets[0], output.prediction, output.probabilities))
             produced = output.timings.produced
@@ -233,6 +243,8 @@ class Scorer:
                 result.model_version = max(result.model_version or 0, output.model_version)
         progress.records += len(result.outputs)
         metric_set, detector = self.views.metric_set, self.views.detector
+        if detector is not None:
+            self.views.origins.note(progress.index, scored_before, firsts)
         result.views = metric_set.update_batch(pairs)
         result.tables = metric_set.tables()
         progress.pairs_seen += len(pairs)

@@ -5,6 +5,11 @@ of predictions to Elasticsearch (visualization=true), metrics to InfluxDB and th
 log files. A message of outputTopic that is no valid output goes to `<outputTopic>.dlq` with
 the reason, and is counted.
 
+Outages (shared/retry.py): each write of an evaluation (write-ahead, dead letters, InfluxDB,
+checkpoint) is retried until it succeeds, in order, so a scored evaluation is never scored
+twice nor left half-written; look-ups that the next turn repeats are skipped while Redis is
+away; Elasticsearch documents wait in the sink's buffer.
+
 This module only orchestrates one evaluation: read (reading.py), write ahead, score
 (scoring.py, in a worker thread), dead letters, alerts and retrain requests, InfluxDB,
 Elasticsearch documents (documents.py), checkpoint (checkpoint.py says how a killed
@@ -34,6 +39,7 @@ from services.evaluator.checkpoint import (
 )
 from services.evaluator.leaderboard import PromotionRule
 from services.evaluator.logfiles import UseCaseLogs
+from services.evaluator.origins import change_origin
 from services.evaluator.reading import OutputReader
 from services.evaluator.scoring import (
     EvaluationResult,
@@ -44,6 +50,8 @@ from services.evaluator.scoring import (
 )
 from shared.clients.influx import AioinfluxStore
 from shared.clients.kafka import (
+    ConsumerStalledError,
+    ConsumerWatch,
     commit_processed,
     ensure_topics,
     make_consumer,
@@ -59,6 +67,7 @@ from shared.metrics.registry import build_metric, usecase_metric_set
 from shared.modelstore import ModelIntegrityError
 from shared.monitoring.detection import ChangeKind
 from shared.monitoring.factory import build_detector
+from shared.retry import INFLUXDB, KAFKA, REDIS, Watch, retrying
 from shared.sinks.elastic import ElasticSink
 from shared.wire.influx import (
     LeaderboardMeasurement,
@@ -164,19 +173,26 @@ class Evaluator:
             stack.callback(self.executor.shutdown, wait=True)
             self.redis = connect_redis(usecase.connections)
             stack.push_async_callback(self.redis.aclose)
-            await check_redis(self.redis, usecase.connections.redis_url)
+            redis_url = usecase.connections.redis_url
+            await retrying(REDIS, "connecting", lambda: check_redis(self.redis, redis_url))
             self.influx = AioinfluxStore(usecase.connections)
             stack.push_async_callback(self.influx.close)
-            await self.influx.check()
-            await self.influx.ensure_database()
+            await retrying(INFLUXDB, "connecting", self.influx.check)
+            await retrying(INFLUXDB, "creating the database", self.influx.ensure_database)
+            self.redis_lookups = Watch(REDIS, "looking for model versions and configuration")
+            self.committing = Watch(KAFKA, "committing the group's offsets")
             if streaming.visualization:
                 # buffers and retries on its own: an Elasticsearch outage never stops scoring
                 self.elastic = ElasticSink.connect(usecase.connections)
                 await self.elastic.start()
                 stack.push_async_callback(self.elastic.close)
-            await self.live.refresh(self.redis, force=True)
+            await retrying(
+                REDIS,
+                "reading the configuration",
+                lambda: self.live.refresh(self.redis, force=True),
+            )
             self._configure(self.live.current)
-            await self._resume()
+            await retrying(REDIS, "claiming the checkpoint", self._resume)
             producer = make_producer(bootstrap)  # dead letters
             await start_client(producer, bootstrap)
             stack.push_async_callback(producer.stop)
@@ -184,7 +200,8 @@ class Evaluator:
                 bootstrap, f"streamer-evaluator-{usecase.name}", isolation_level="read_committed"
             )
             await start_client(consumer, bootstrap)
-            stack.push_async_callback(consumer.stop)
+            self.consumers = [consumer]  # the last one is in use (_recreate_consumer)
+            stack.push_async_callback(lambda: self.consumers[-1].stop())
             reader = OutputReader(
                 consumer,
                 output_topic,
@@ -192,7 +209,10 @@ class Evaluator:
                 wait_ms=self.wait_ms,
                 stop=self.stop,
             )
-            await reader.assign(await producer.partitions_for(output_topic), self.state.offsets)
+            partitions = await retrying(
+                KAFKA, "reading the output topic", lambda: producer.partitions_for(output_topic)
+            )
+            await reader.assign(partitions, self.state.offsets)
             log.info(
                 "evaluator started",
                 extra={"usecase": usecase.name, "evaluation": self.scorer.index},
@@ -258,15 +278,40 @@ class Evaluator:
     # ---- reading ---------------------------------------------------------------------------
 
     async def _consume(self, reader: OutputReader, producer: AIOKafkaProducer) -> None:
+        watch = ConsumerWatch(reader.consumer, "reading the output topic")
         while not self.stop.is_set():
             if self.pending is not None:
                 messages = await reader.replay(self.pending)
             else:
                 messages = await reader.next_batch()
-            await self._follow_config()
-            await self._index_new_models()
+            watch.fetched(len(messages))
+            if not messages:
+                try:
+                    await watch.check()
+                except ConsumerStalledError as error:  # aiokafka #612: a new one is made
+                    log.warning(f"consumer stuck, recreated: {error}")
+                    await self._recreate_consumer(reader)
+                    watch = ConsumerWatch(reader.consumer, "reading the output topic")
+            await self.redis_lookups.attempt(self._follow_config)
+            await self.redis_lookups.attempt(self._index_new_models)
             if messages:
                 await self._evaluate(reader.consumer, producer, messages)
+
+    async def _recreate_consumer(self, reader: OutputReader) -> None:
+        """A new consumer, at the offsets after the last evaluation (the checkpoint's)."""
+        old = reader.consumer
+        partitions = sorted(tp.partition for tp in old.assignment())
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), 10)
+        consumer = make_consumer(
+            self.usecase.bootstrap_servers,
+            f"streamer-evaluator-{self.usecase.name}",
+            isolation_level="read_committed",
+        )
+        await start_client(consumer, self.usecase.bootstrap_servers)
+        self.consumers.append(consumer)
+        reader.consumer, reader.carry = consumer, []
+        await reader.assign(partitions, self.state.offsets)
 
     # ---- one evaluation --------------------------------------------------------------------
 
@@ -278,7 +323,9 @@ class Evaluator:
         if pending is None:
             span = Span.of(self.usecase.streaming.output_topic, messages)
             pending = Pending(self.scorer.index + 1, int(time.time() * 1000), span.ends)
-            await self.checkpoints.announce(pending)
+            await retrying(
+                REDIS, "announcing an evaluation", lambda: self.checkpoints.announce(pending)
+            )
         self.pending = None
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
@@ -298,8 +345,13 @@ class Evaluator:
         sealed = await self._seal()
         if self.elastic is not None:
             await self.elastic.drain(DRAIN_S)
-        await self.checkpoints.save(result.index, sealed, requests)
-        await commit_processed(consumer, messages)
+        await retrying(
+            REDIS,
+            "saving the checkpoint",
+            lambda: self.checkpoints.save(result.index, sealed, requests),
+        )
+        # informative only (the checkpoint says where to resume): the next commit covers it
+        await self.committing.attempt(lambda: commit_processed(consumer, messages))
 
     async def _seal(self) -> bytes | None:
         """The signed state, or None when there is no checkpoint to write."""
@@ -338,8 +390,12 @@ class Evaluator:
                 usecase=self.usecase.name,
                 record_id=record_id_of(message.headers),
             )
-            await send(
-                producer, topic, message.value or b"", key=message.key, headers=letter.headers()
+            await retrying(
+                KAFKA,
+                "sending dead letters",
+                lambda message=message, letter=letter: send(
+                    producer, topic, message.value or b"", key=message.key, headers=letter.headers()
+                ),
             )
         first = result.rejected[0]
         self.logs.write(
@@ -390,15 +446,23 @@ class Evaluator:
         last = state.last_request_ms
         cooled = last is None or result.time_ms - last >= self.cooldown_ms
         if active and cooled and self.usecase.streaming.online_train:
+            origin = change_origin(detector)
+            since = self.scorer.views.origins.since(origin) if origin is not None else {}
             request = RetrainRequest(
                 reason=f"alert: {', '.join(metrics)}",
                 by="evaluator",
+                since=since or None,
+                change_evaluation=origin,
                 evaluation=str(result.index),
                 records_scored=str(self.scorer.records),
             )
             state.last_request_ms = result.time_ms
             state.counters.retrain_requests += 1
-            self.logs.write("infoLog", f"({result.index}) retrain requested")
+            self.logs.write(
+                "infoLog",
+                f"({result.index}) retrain requested; change located at evaluation {origin}, "
+                f"input positions {since}",
+            )
         if self.elastic is not None and (
             request is not None
             or any(change.kind is not ChangeKind.UPDATED for change in result.changes)
@@ -455,7 +519,7 @@ class Evaluator:
                         self.measurement.point(view, metric, value, result.index, result.time_ms)
                     )
         points += self._leaderboard_points(result) + self._reliability_points(result)
-        await self.influx.write_lines(points)
+        await retrying(INFLUXDB, "writing metrics", lambda: self.influx.write_lines(points))
         first_window_s = self.wait_ms / 1000
         rate = records_per_second(
             len(result.outputs), result.time_ms, self.state.previous_batch_ms, first_window_s

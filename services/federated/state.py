@@ -9,16 +9,15 @@ Flower calls the strategy from its own threads, so this store uses a synchronous
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import redis
 
 from shared.config import ConnectionSettings
+from shared.wire.federated import RoundPhase
 from shared.wire.keys import UseCaseKeys
 
 HISTORY_MAXLEN = 10_000
@@ -72,18 +71,17 @@ class ServerState:
             },
         )
 
-    def record(self, phase: str, server_round: int, **fields: Any) -> None:
-        entry = {"phase": phase, "round": server_round, "at": time.time(), **fields}
+    def record(self, entry: RoundPhase) -> None:
         self.redis.xadd(
             self.keys.federated_rounds,
-            {key: json.dumps(value) for key, value in entry.items()},
+            entry.encode(),  # type: ignore[arg-type]  # redis-py's stubs want a broader dict
             maxlen=HISTORY_MAXLEN,
             approximate=True,
         )
 
-    def history(self) -> list[dict[str, Any]]:
+    def history(self) -> list[RoundPhase]:
         """Every recorded round phase, oldest first."""
         return [
-            {key.decode(): json.loads(value) for key, value in fields.items()}
-            for _, fields in self.redis.xrange(self.keys.federated_rounds)
+            RoundPhase.decode(fields)
+            for _, fields in self.redis.xrange(self.keys.federated_rounds)  # type: ignore[union-attr]
         ]

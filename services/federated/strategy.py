@@ -40,6 +40,7 @@ from services.federated.state import ServerState
 from shared.algorithms.params import accepted_params, construct, parse_params
 from shared.config import FederatedConfig
 from shared.errors import StreamerError
+from shared.wire.federated import RoundPhase, client_round
 
 log = logging.getLogger("federate")
 
@@ -147,10 +148,13 @@ class RoundKeeper(Strategy):
         self.failures = len(failures)
         self.state.save(absolute, parameters_to_ndarrays(self.current), type(self.inner).__name__)
         self.state.record(
-            "fit",
-            absolute,
-            clients=[_client_metrics(res.metrics, res.num_examples) for _, res in results],
-            failures=len(failures),
+            RoundPhase(
+                phase="fit",
+                round=absolute,
+                at=time.time(),
+                clients=[client_round(res.metrics, res.num_examples) for _, res in results],
+                failures=len(failures),
+            )
         )
         log.info(
             "round aggregated",
@@ -177,13 +181,15 @@ class RoundKeeper(Strategy):
         absolute = server_round + self.offset
         scored = [(proxy, res) for proxy, res in results if res.num_examples > 0]
         self.state.record(
-            "evaluate",
-            absolute,
-            clients=[
-                {**_client_metrics(res.metrics, res.num_examples), "loss": res.loss}
-                for _, res in scored
-            ],
-            failures=len(failures),
+            RoundPhase(
+                phase="evaluate",
+                round=absolute,
+                at=time.time(),
+                clients=[
+                    client_round(res.metrics, res.num_examples, res.loss) for _, res in scored
+                ],
+                failures=len(failures),
+            )
         )
         if not self.settings.do_client_eval_step or not scored:
             return None, {}
@@ -197,9 +203,13 @@ class RoundKeeper(Strategy):
         absolute = server_round + self.offset
         result = self.inner.evaluate(absolute, parameters)
         if result is not None:
-            self.state.record("server", absolute, loss=result[0], metrics=dict(result[1]))
+            self.state.record(
+                RoundPhase(
+                    phase="server",
+                    round=absolute,
+                    at=time.time(),
+                    loss=result[0],
+                    metrics=dict(result[1]),
+                )
+            )
         return result
-
-
-def _client_metrics(metrics: dict[str, Scalar], examples: int) -> dict[str, Any]:
-    return {**metrics, "examples": examples}

@@ -12,6 +12,15 @@ with the same id fences this one: a zombie cannot commit after the rebalance.
 At least once (`launcher.transactions=false`): one idempotent producer; the consumer commits
 after every send is acknowledged; a replay after a crash writes the same outputs again (same
 key), which readers deduplicate by output id.
+
+Outages (the launcher retries `deliver` through shared/retry.py): a failed attempt leaves its
+producers in an unknown state (a transaction cut short, an idempotent sequence the restarted
+broker no longer knows), so `recover()` drops them before the next attempt. In exactly-once
+mode the next attempt opens a producer with the same transactional id, which settles the cut
+transaction (aborted, or completed when its commit had reached the coordinator), and then
+reads the partition's committed offset: a batch whose commit went through although its answer
+was lost is not written again. Partitions already committed by an earlier attempt of the same
+batch are skipped.
 """
 
 from __future__ import annotations
@@ -25,11 +34,22 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.launcher.batch import BatchResult
-from shared.clients.kafka import commit_processed, make_producer, start_client
+from shared.clients.kafka import (
+    commit_processed,
+    make_producer,
+    send_batched,
+    start_client,
+    start_transactional,
+)
 from shared.records.messages import Rejected
 from shared.wire.kafka import DeadLetter, dead_letter_topic, record_id_of
 
 log = logging.getLogger("launcher")
+
+#: A record batch of outputs holds up to this much (a launcher batch is a few thousand outputs
+#: of ~350 bytes: a handful of batches instead of a hundred 16 KB ones).
+OUTPUT_BATCH_BYTES = 1024 * 1024
+STOP_TIMEOUT_S = 10.0
 
 
 class Delivery:
@@ -51,6 +71,15 @@ class Delivery:
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         """The consumer's partitions after a rebalance."""
 
+    async def recover(self) -> None:
+        """After a failed `deliver`: drop the producers it left in an unknown state (the next
+        `deliver` makes new ones)."""
+
+    def committed_of(self, result: BatchResult) -> set[TopicPartition]:
+        """The input partitions of `result` already committed (by a `deliver` that then
+        returned False for another of its partitions)."""
+        return set()
+
     async def deliver(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
         """Send and commit; False when the partitions moved meanwhile (the batch was not
         committed: their new owner processes it)."""
@@ -59,14 +88,15 @@ class Delivery:
     async def _send(
         self, producer: AIOKafkaProducer, result: BatchResult, tp: TopicPartition | None
     ) -> list:
-        """Send the outputs and dead letters of input partition `tp` (None: all)."""
-        futures = []
+        """Send the outputs and dead letters of input partition `tp` (None: all); outputs in
+        record batches, one per output partition."""
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         for key, value, source in result.outputs:
             if tp is None or source == tp:
-                partition = source.partition % self.output_partitions
-                futures.append(
-                    await producer.send(self.output_topic, value, key=key, partition=partition)
-                )
+                by_partition[source.partition % self.output_partitions].append((key, value))
+        futures = []
+        for partition, records in by_partition.items():
+            futures += await send_batched(producer, self.output_topic, partition, records)
         for dead in result.dead:
             message = dead.message
             if tp is None or (message.topic, message.partition) == (tp.topic, tp.partition):
@@ -97,15 +127,26 @@ class Delivery:
 class AtLeastOnce(Delivery):
     """One idempotent producer; the consumer commits once every send is acknowledged."""
 
+    producer: AIOKafkaProducer | None = None
+
     async def start(self) -> None:
-        self.producer = make_producer(self.bootstrap)
+        self.producer = make_producer(self.bootstrap, max_batch_size=OUTPUT_BATCH_BYTES)
         await start_client(self.producer, self.bootstrap)
         await self._count_output_partitions(self.producer)
 
     async def close(self) -> None:
-        await self.producer.stop()
+        if self.producer is not None:
+            await _stop_quietly(self.producer)
+
+    async def recover(self) -> None:
+        if self.producer is not None:
+            await _stop_quietly(self.producer)
+            self.producer = None
 
     async def deliver(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
+        if self.producer is None:
+            await self.start()
+        assert self.producer is not None
         await asyncio.gather(*await self._send(self.producer, result, None))
         return await commit_processed(consumer, result.messages)
 
@@ -116,6 +157,10 @@ class ExactlyOnce(Delivery):
     def __init__(self, bootstrap: str, usecase: str, output_topic: str, group: str):
         super().__init__(bootstrap, usecase, output_topic, group)
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self.partitions: set[TopicPartition] = set()  # assigned to this launcher
+        self._unsettled: set[TopicPartition] = set()  # producers dropped by recover()
+        self._batch: BatchResult | None = None  # the batch being delivered
+        self._committed: set[TopicPartition] = set()  # its partitions committed already
 
     def transactional_id(self, tp: TopicPartition) -> str:
         return f"streamer-{self.group}-{tp.topic}-{tp.partition}"
@@ -127,31 +172,70 @@ class ExactlyOnce(Delivery):
         await self._stop(list(self.producers))
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
+        self.partitions = set(partitions)
+        self._unsettled &= self.partitions
         await self._stop([tp for tp in self.producers if tp not in partitions])
         for tp in sorted(partitions - set(self.producers)):
-            producer = make_producer(self.bootstrap, transactional_id=self.transactional_id(tp))
-            await start_client(producer, self.bootstrap)  # fences this id's previous owner
-            self.producers[tp] = producer
-            if len(self.producers) == 1:
-                await self._count_output_partitions(producer)
+            await self._open(tp)
+
+    async def _open(self, tp: TopicPartition) -> AIOKafkaProducer:
+        """A producer of `tp`'s transactional id, registered: that fences this id's previous
+        owner and settles its open transaction."""
+        producer = make_producer(
+            self.bootstrap,
+            transactional_id=self.transactional_id(tp),
+            max_batch_size=OUTPUT_BATCH_BYTES,
+        )
+        await start_transactional(producer, self.bootstrap)
+        self.producers[tp] = producer
+        if len(self.producers) == 1:
+            await self._count_output_partitions(producer)
+        return producer
 
     async def _stop(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in list(partitions):
-            producer = self.producers.pop(tp)
-            with contextlib.suppress(Exception):  # a fenced producer may refuse to flush
-                await asyncio.wait_for(producer.stop(), 10)
+            await _stop_quietly(self.producers.pop(tp))
+
+    async def recover(self) -> None:
+        self._unsettled |= set(self.producers)
+        await self._stop(list(self.producers))
+
+    def committed_of(self, result: BatchResult) -> set[TopicPartition]:
+        return set(self._committed) if result is self._batch else set()
 
     async def deliver(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
+        if result is not self._batch:
+            self._batch, self._committed = result, set()
         next_offsets: dict[TopicPartition, int] = defaultdict(int)
         for message in result.messages:
             tp = TopicPartition(message.topic, message.partition)
             next_offsets[tp] = max(next_offsets[tp], message.offset + 1)
         for tp, offset in next_offsets.items():
-            producer = self.producers.get(tp)
-            if producer is None:
+            if tp in self._committed:
+                continue  # by an earlier attempt of this batch
+            if tp not in self.partitions:
                 log.warning("partition moved during the batch", extra={"partition": str(tp)})
                 return False
+            producer = self.producers.get(tp) or await self._open(tp)
+            if tp in self._unsettled:  # an attempt was cut: did its commit go through?
+                self._unsettled.discard(tp)
+                committed = await consumer.committed(tp)
+                if committed is not None and committed >= offset:
+                    log.info(
+                        "the batch was committed by the attempt that failed",
+                        extra={"partition": str(tp), "offset": offset},
+                    )
+                    self._committed.add(tp)
+                    continue
             async with producer.transaction():
                 await self._send(producer, result, tp)
                 await producer.send_offsets_to_transaction({tp: offset}, self.group)
+            self._committed.add(tp)
         return True
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    """Stop a producer, bounded: a dead broker can make stop() hang (aiokafka #1101), and a
+    fenced or failed producer may refuse to flush; either way it is done with."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), STOP_TIMEOUT_S)

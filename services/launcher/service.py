@@ -8,6 +8,10 @@ partition (the trainer learns nothing a launcher has not predicted yet). A crash
 uncommitted batch; every sink is keyed by the input record's topic/partition/offset, so a replay
 overwrites.
 
+Outages (shared/retry.py): a batch's sinks are retried until they are written, whatever the
+outage's length (the batch lock is held meanwhile: no rebalance orphans it); Redis look-ups
+that the next batch repeats are skipped while Redis is away; the outage is in the heartbeat.
+
 Launchers predict; the trainer learns (services/trainer). Each new model version is loaded in
 the background (fetch and unpickle off the event loop) and adopted between two batches, so any
 number of launchers predict with versions of one shared model. `launcher.learn=true` makes a
@@ -25,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
 from services.launcher.batch import BatchResult, ServingModel, process_batch
@@ -33,14 +37,20 @@ from services.launcher.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from shared.algorithms.contenders import PROMOTION_MODE, ROLLBACK_MODE, Contenders
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore
-from shared.clients.kafka import ensure_topics, make_consumer, start_client
+from shared.clients.kafka import (
+    ConsumerStalledError,
+    ConsumerWatch,
+    ensure_topics,
+    make_consumer,
+    start_client,
+)
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import UseCase
 from shared.config.live import LiveConfig
-from shared.errors import ServiceUnavailableError
 from shared.modelstore import ModelIntegrityError, ModelStore, ModelVersion, model_secret
 from shared.prepostprocessors import processor_for
 from shared.records import record_class_for
+from shared.retry import INFLUXDB, KAFKA, REDIS, Watch, is_transient, retrying
 from shared.wire.influx import RecordsMeasurement
 from shared.wire.kafka import dead_letter_topic, partition_key
 from shared.wire.keys import UseCaseKeys
@@ -52,8 +62,8 @@ MAX_BATCH_RECORDS = 2000
 STALENESS_WAIT_S = 10.0
 #: One wait for the next publication (the model's latest version is checked in between).
 VERSION_WAIT_MS = 200
+#: Bound of one attempt at writing a batch's sinks (a hung client counts as a failure).
 SINK_TIMEOUT_S = 60.0
-SINK_ATTEMPTS = 5
 
 
 @dataclass
@@ -132,40 +142,50 @@ class Launcher:
             stack.callback(self.executor.shutdown, wait=True)
             redis = connect_redis(usecase.connections)
             stack.push_async_callback(redis.aclose)
-            await check_redis(redis, usecase.connections.redis_url)
+            await retrying(
+                REDIS, "connecting", lambda: check_redis(redis, usecase.connections.redis_url)
+            )
             self.redis = redis
             self.live = LiveConfig(usecase)
             self.store = ModelStore(redis, usecase.name, model_secret(usecase.connections))
             influx = AioinfluxStore(usecase.connections)
             stack.push_async_callback(influx.close)
-            await influx.check()
-            await influx.ensure_database()
+            await retrying(INFLUXDB, "connecting", influx.check)
+            await retrying(INFLUXDB, "creating the database", influx.ensure_database)
             self.influx = influx
-            await self._adopt_initial_model()
+            self._redis_lookups = Watch(REDIS, "looking for model versions and configuration")
+            await retrying(REDIS, "loading the newest model version", self._adopt_initial_model)
             stack.push_async_callback(self._cancel_loading)
 
             kind = ExactlyOnce if streaming.launcher_transactions else AtLeastOnce
             self.delivery = kind(bootstrap, usecase.name, streaming.output_topic, usecase.group_id)
             await self.delivery.start()
             stack.push_async_callback(self.delivery.close)
-            consumer = make_consumer(
-                bootstrap,
-                usecase.group_id,
-                max_poll_records=streaming.max_poll_records or MAX_BATCH_RECORDS,
-                **_consumer_tuning(usecase),
-            )
-            listener = _WaitForBatch(self.batch_lock, self.delivery)
-            consumer.subscribe(streaming.main_topics, listener=listener)
-            await start_client(consumer, bootstrap)
-            stack.push_async_callback(consumer.stop)
             log.info("launcher started", extra={"usecase": usecase.name, "group": usecase.group_id})
-            await self._consume(consumer)
+            while not self.stop.is_set():
+                consumer = make_consumer(
+                    bootstrap,
+                    usecase.group_id,
+                    max_poll_records=streaming.max_poll_records or MAX_BATCH_RECORDS,
+                    **_consumer_tuning(usecase),
+                )
+                listener = _WaitForBatch(self.batch_lock, self.delivery)
+                consumer.subscribe(streaming.main_topics, listener=listener)
+                await start_client(consumer, bootstrap)
+                try:
+                    await self._consume(consumer)
+                except ConsumerStalledError as error:  # aiokafka #612: a new one is made
+                    log.warning(f"consumer stuck, recreated: {error}")
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(consumer.stop(), SINK_TIMEOUT_S)
         log.info("launcher stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
         return self.counters
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         wait_ms = max(self.usecase.streaming.reading_time_interval, 1)
         stop_wait = asyncio.ensure_future(self.stop.wait())
+        watch = ConsumerWatch(consumer, "reading the input topics")
         try:
             while not self.stop.is_set():
                 fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=wait_ms))
@@ -178,13 +198,15 @@ class Launcher:
                 self._swap_if_loaded()
                 batch = fetch.result()
                 messages = [m for partition in batch.values() for m in partition]
+                watch.fetched(len(messages))
                 if messages:
                     async with self.batch_lock:
                         messages = await self._within_staleness(consumer, messages)
                         await self._handle(consumer, messages)
                 else:
-                    await self._look_for_new_version()
-                await self._follow_config()
+                    await watch.check()
+                    await self._redis_lookups.attempt(self._look_for_new_version)
+                await self._redis_lookups.attempt(self._follow_config)
         finally:
             stop_wait.cancel()
 
@@ -231,9 +253,16 @@ class Launcher:
                 partition_key(tp.topic, tp.partition): offset - bound // 2
                 for tp, offset in held.items()
             }
-            await self.redis.hset(self.keys.launcher_demand, mapping=demand)
-            await self._wait_for_version()
+            await retrying(
+                REDIS,
+                "asking for a fresher model version",
+                lambda demand=demand: self._ask_and_wait(demand),
+            )
         return []
+
+    async def _ask_and_wait(self, demand: dict[str, int]) -> None:
+        await self.redis.hset(self.keys.launcher_demand, mapping=demand)
+        await self._wait_for_version()
 
     async def _wait_for_version(self) -> None:
         """Adopt the newest version now, or wait (briefly) for the next publication."""
@@ -259,16 +288,31 @@ class Launcher:
             consumed_ms,
         )
         if await self._write_sinks(result, consumer):
-            await self._report_progress(result.next_offsets)
+            await retrying(
+                REDIS, "reporting progress", lambda: self._report_progress(result.next_offsets)
+            )
         else:
-            await self._look_for_new_version()
-        self.counters.lag = await _lag(consumer)
+            self._rewind(consumer, result)
+            await self._redis_lookups.attempt(self._look_for_new_version)
+        self.counters.lag = await _lag(consumer, self.counters.lag)
         counters = self.counters
         counters.batches += 1
         counters.records += len(messages)
         counters.outputs += len(result.outputs)
         counters.dead_letters += len(result.dead)
         counters.staleness = max(result.staleness, default=0)
+
+    def _rewind(self, consumer: AIOKafkaConsumer, result: BatchResult) -> None:
+        """A batch that was not committed is fetched again from its first offsets, in the
+        partitions still assigned here (the others' new owner processes it)."""
+        first: dict[TopicPartition, int] = {}
+        for message in result.messages:
+            tp = TopicPartition(message.topic, message.partition)
+            first[tp] = min(first.get(tp, message.offset), message.offset)
+        done = self.delivery.committed_of(result)
+        for tp, offset in first.items():
+            if tp in consumer.assignment() and tp not in done:
+                consumer.seek(tp, offset)
 
     async def _report_progress(self, next_offsets: dict[str, int]) -> None:
         """Say how far this launcher predicted (the trainer's learning bound), and look for a
@@ -281,32 +325,32 @@ class Launcher:
 
     async def _write_sinks(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
         """InfluxDB first (idempotent by key), then outputs, dead letters and the input
-        offsets (services/launcher/delivery.py), retried with backoff; raise if they stay
-        down. False when the partitions moved meanwhile (the batch is not committed)."""
-        delay = 0.5
-        for attempt in range(1, SINK_ATTEMPTS + 1):
-            try:
-                async with asyncio.timeout(SINK_TIMEOUT_S):
-                    await self.influx.write_lines(result.influx_lines)
-                    await self.influx.write_lines(result.progress_lines)
-                    return await self.delivery.deliver(result, consumer)
-            except ProducerFenced:
-                log.warning("fenced: another launcher owns the partition now")
-                return False
-            except (TimeoutError, KafkaError, OSError, ServiceUnavailableError) as error:
-                if attempt == SINK_ATTEMPTS:
-                    raise ServiceUnavailableError(
-                        "sinks",
-                        self.usecase.name,
-                        f"batch not written after {attempt} tries: {error}",
-                    ) from error
-                log.warning(
-                    "sink write failed, retrying",
-                    extra={"usecase": self.usecase.name, "attempt": attempt, "error": str(error)},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
-        return False
+        offsets (services/launcher/delivery.py), retried until written (shared/retry.py; the
+        delivery recovers its producers between two attempts). False when the partitions
+        moved meanwhile (the batch is not committed: their new owner processes it)."""
+
+        async def write_records() -> None:
+            await self.influx.write_lines(result.influx_lines)
+            await self.influx.write_lines(result.progress_lines)
+
+        async def recover(error: BaseException) -> None:
+            await self.delivery.recover()
+
+        await retrying(
+            INFLUXDB, "writing a batch's records", write_records, attempt_timeout=SINK_TIMEOUT_S
+        )
+        try:
+            return await retrying(
+                KAFKA,
+                "writing a batch's outputs and committing its offsets",
+                lambda: self.delivery.deliver(result, consumer),
+                attempt_timeout=SINK_TIMEOUT_S,
+                before_retry=recover,
+            )
+        except ProducerFenced:
+            log.warning("fenced: another launcher owns the partition now")
+            await self.delivery.recover()
+            return False
 
     async def _follow_config(self) -> None:
         """Run-time overrides (online.train / online.inference) apply from the next batch."""
@@ -421,13 +465,19 @@ class Launcher:
                 await self._loading
 
 
-async def _lag(consumer: AIOKafkaConsumer) -> int:
-    """Records behind the high watermark in the assigned partitions (0 when unknown)."""
+async def _lag(consumer: AIOKafkaConsumer, previous: int) -> int:
+    """Records behind the high watermark in the assigned partitions (0 when unknown; the
+    previous figure while the broker does not answer)."""
     lag = 0
-    for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        if highwater is not None:
-            lag += max(0, highwater - await consumer.position(tp))
+    try:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag += max(0, highwater - await consumer.position(tp))
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        return previous
     return lag
 
 

@@ -61,6 +61,7 @@ from shared.config import ProducerType, UseCase
 from shared.config.live import LiveConfig
 from shared.config.models import StreamingConfig
 from shared.errors import ServiceUnavailableError, StreamerError
+from shared.retry import REDIS, Watch, is_transient
 from shared.wire.kafka import RECORD_ID_HEADER
 
 log = logging.getLogger("producer")
@@ -172,6 +173,8 @@ class Replay:
         self.live = live
         self.redis = redis
         self._limit_done = 0.0  # fraction of maxBlocks done, for the progress bar
+        # Redis away: pacing changes wait (the replay goes on)
+        self._configuration = Watch(REDIS, "reading the pacing configuration")
         self._partitions: dict[str, Iterator[int]] = {}
 
     async def run(self) -> None:
@@ -198,7 +201,9 @@ class Replay:
         """Pacing changed at run time (recordsPerBlock, producerTimeInterval, maxBlocks)
         applies from the next block."""
         live, redis = self.live, self.redis
-        if live is not None and redis is not None and await live.refresh(redis):
+        if live is None or redis is None:
+            return
+        if await self._configuration.attempt(lambda: live.refresh(redis), default=False):
             self.config = self.live.current.streaming
             log.info(
                 f"{self.stats.usecase}: pacing changed",
@@ -343,7 +348,7 @@ class Replay:
                 f"{lines[0].number}-{lines[-1].number}"
             ) from error
         except KafkaError as error:
-            raise self._refused(lines, None, error) from error
+            raise self._failed(lines, None, error) from error
 
     async def _abort(self) -> None:
         """After a failure, best effort and bounded: abort the open transaction once the
@@ -390,7 +395,7 @@ class Replay:
                 reason = f"the producer took no new record within {SEND_TIMEOUT_S:g} s"
                 raise self._unavailable(reason) from error
             if isinstance(error, KafkaError):
-                raise self._refused(lines, None, error) from error
+                raise self._failed(lines, None, error) from error
             raise
         return sent
 
@@ -434,7 +439,7 @@ class Replay:
             ) from error
         for batch, result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
-                raise self._refused(batch.lines, batch.topic, result) from result
+                raise self._failed(batch.lines, batch.topic, result) from result
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -467,6 +472,15 @@ class Replay:
             f"{self.plan.usecase.bootstrap_servers} (use case {self.stats.usecase})",
             reason,
         )
+
+    def _failed(
+        self, lines: list[Line], topic: str | None, error: BaseException
+    ) -> ServiceUnavailableError | ProducerError:
+        """A broker away (retried by the service, shared/retry.py), or a refusal."""
+        if is_transient(error):
+            first, last = lines[0].number, lines[-1].number
+            return self._unavailable(f"lines {first}-{last}: {type(error).__name__}: {error}")
+        return self._refused(lines, topic, error)
 
     def _refused(self, lines: list[Line], topic: str | None, error: BaseException) -> ProducerError:
         where = f"topic {topic}" if topic else ", ".join(self.plan.topics)

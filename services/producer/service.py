@@ -4,6 +4,11 @@ One task per use case. Every data file is opened before anything connects, so a 
 fails at once; a use case continues after the last line its topics hold (from the first with
 `from_start`); SIGTERM/SIGINT stop the reading, let the block in flight be committed and flush
 the producer; each use case logs one summary line, whatever happened.
+
+A broker that goes away (shared/retry.py) does not end the replay: the transaction in flight
+is abandoned with its producer, and once the broker answers a new producer (the same
+transactional id: it settles the abandoned transaction) continues after the last line the
+topics hold, exactly as a restarted `streamer produce` would; no line is sent twice.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from shared.config.live import LiveConfig
 from shared.config.models import StreamingConfig
 from shared.errors import ServiceUnavailableError, StreamerError
 from shared.records import record_class_for
+from shared.retry import KAFKA, retry_until_stopped, retrying
 from shared.runtime import heartbeating, stop_on_signals
 
 log = logging.getLogger("producer")
@@ -158,36 +164,53 @@ async def produce_usecase(
     redis: Redis | None = None,
     from_start: bool = False,
 ) -> ProducerStats:
-    """Connect, create the topics, find where to continue, replay; always logs one summary
-    line, whatever happened."""
+    """Connect, create the topics, find where to continue, replay, through broker outages;
+    always logs one summary line, whatever happened."""
     usecase, config = plan.usecase, plan.config
     bootstrap = usecase.bootstrap_servers
     stats = ProducerStats(usecase.name, plan.name, config.producer_type.value, plan.topics)
-    producer = make_producer(
-        bootstrap,
-        transactional_id=transactional_id(usecase.name, plan.name),
-        **producer_options(config),
-    )
     started = time.monotonic()
-    try:
+    attempts = 0
+
+    async def replay() -> None:
+        nonlocal attempts, started
+        attempts += 1
+        if attempts > 1:  # after an outage: from where the topics end, as a restart would
+            plan.source.close()
+            plan.source = LineSource(config.datafile, skip_header=config.contains_header)
+        producer = make_producer(
+            bootstrap,
+            transactional_id=transactional_id(usecase.name, plan.name),
+            **producer_options(config),
+        )
         try:
             await start_transactional(producer, bootstrap)
-        except ServiceUnavailableError as error:
-            raise ProducerError(f"{usecase.name}: {error}") from error
-        try:
-            await ensure_topics(bootstrap, plan.topics, partitions=usecase.topic_partitions)
-            await resume(plan, producer, from_start)
-            stats.resumed_after = plan.resume.line
-            log.info(
-                f"{usecase.name}: replaying {config.datafile} into {', '.join(plan.topics)}",
-                extra={"usecase": usecase.name, "mode": stats.mode, "topics": list(plan.topics)},
-            )
-            started = time.monotonic()
+            # --from-start holds until this run committed a block: then its topics end with it
+            await resume(plan, producer, from_start and stats.records_sent == 0)
+            if attempts == 1:
+                stats.resumed_after = plan.resume.line
+                log.info(
+                    f"{usecase.name}: replaying {config.datafile} into {', '.join(plan.topics)}",
+                    extra={
+                        "usecase": usecase.name,
+                        "mode": stats.mode,
+                        "topics": list(plan.topics),
+                    },
+                )
+                started = time.monotonic()
             live = LiveConfig(usecase) if redis is not None else None
             await Replay(plan, producer, stop, stats, tracker, live=live, redis=redis).run()
         finally:
-            stats.elapsed_s = time.monotonic() - started
             await _close(producer, usecase.name)
+
+    try:
+        try:
+            await ensure_topics(bootstrap, plan.topics, partitions=usecase.topic_partitions)
+            await retrying(KAFKA, f"replaying {plan.name}", replay, attempt_timeout=None)
+        except ServiceUnavailableError as error:
+            raise ProducerError(f"{usecase.name}: {error}") from error
+        finally:
+            stats.elapsed_s = time.monotonic() - started
     except asyncio.CancelledError:
         stats.outcome = "cancelled"
         raise
@@ -229,7 +252,7 @@ async def produce_all(
     stop = stop or asyncio.Event()
     signals = stop_on_signals(stop) if own_signals else contextlib.nullcontext(stop)
     try:
-        with signals, ProgressBoard(progress) as board:
+        with signals, retry_until_stopped(stop), ProgressBoard(progress) as board:
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(

@@ -9,13 +9,20 @@ records how far it learnt each partition (`positions`), so launchers report each
 staleness, and every `model.checkpoint.interval` ms the full model is stored too: a restarted
 trainer resumes from that checkpoint's positions and learns no record twice.
 
-Classical mode (batch algorithms) and retrain requests (alerts, the API): a fresh model fits
-the most recent `training.maxdata` records stored in InfluxDB (-1: all), every
-`training.interval` ms for the former; a retrained streaming model then continues from where
-that window ends.
+Classical mode (batch algorithms): a fresh model fits the most recent `training.maxdata` records
+stored in InfluxDB (-1: all) every `training.interval` ms. Retrain requests (alerts, the API)
+are served as `retrain.strategy` says (services/trainer/retrain.py, docs/monitoring.md): by
+default a fresh model learns from where the alert's detector located the change (a streaming
+model from the input topics, sought back there; a batch model refits on the stored records from
+there on); `window` refits on the most recent `training.maxdata` stored records, after which a
+streaming model continues from where that window ends.
 
 One trainer per use case is active: it holds a lease in Redis, renewed while it runs; others
 wait as standbys, and a version is only published while its trainer holds the lease.
+
+Outages (shared/retry.py): a step that fails because a backing service is away is retried
+until it answers (nothing learnt is lost: positions only move with what was learnt); a lease
+that expired during a Redis outage is taken again when no other trainer took it meanwhile.
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import ClientError
+from pydantic import ValidationError
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError, ResponseError
 
 from services.trainer.learner import Learner, TrainingInterrupted
+from services.trainer.retrain import located_change, since_change_starts
 from services.trainer.stream import FETCH_RECORDS, InputStream
 from shared.algorithms.contenders import (
     PROMOTION_MODE,
@@ -46,20 +55,21 @@ from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore, InfluxDBError
 from shared.clients.kafka import ensure_topics
 from shared.clients.redis import check_redis, connect_redis
-from shared.config import UseCase
+from shared.config import RetrainStrategy, UseCase
 from shared.config.live import LiveConfig
 from shared.errors import ServiceUnavailableError
 from shared.heartbeat import this_instance
 from shared.modelstore import LeaseLostError, ModelIntegrityError, ModelStore, model_secret
 from shared.prepostprocessors import processor_for
 from shared.records import record_class_for
-from shared.wire.influx import RecordsMeasurement
+from shared.retry import INFLUXDB, KAFKA, REDIS, Watch, retrying
+from shared.wire.influx import RecordsMeasurement, StoredRecord
 from shared.wire.keys import UseCaseKeys
 from shared.wire.store import PROMOTE, REQUESTS_GROUP, RETRAIN, ModelMeta, RetrainRequest
 
 log = logging.getLogger("trainer")
 
-TRANSIENT_ATTEMPTS = 6
+#: What a graceful stop does not wait for (its last publication is best effort).
 TRANSIENT_ERRORS = (
     OSError,
     TimeoutError,
@@ -109,6 +119,10 @@ class Trainer:
         self._demand: dict[str, int] = {}  # waiting launchers: position each one needs
         self._published_positions: dict[str, int] = {}
         self._catch_up_to: dict[str, int] = {}  # positions of the newest version at start
+        # a fresh streaming model (since-change, reset): its first version, a retrain, is due
+        # once it learnt as far as the model it replaces; (mode, reason) of that version
+        self._retrain_due: tuple[str, str] | None = None
+        self._served_since: dict[str, int] | None = None  # the change retrained from last
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -122,13 +136,14 @@ class Trainer:
         async with contextlib.AsyncExitStack() as stack:
             self.redis = connect_redis(usecase.connections)
             stack.push_async_callback(self.redis.aclose)
-            await check_redis(self.redis, usecase.connections.redis_url)
+            redis_url = usecase.connections.redis_url
+            await retrying(REDIS, "connecting", lambda: check_redis(self.redis, redis_url))
             secret = model_secret(usecase.connections)
             self.store = ModelStore(self.redis, usecase.name, secret, keep=usecase.algs.model_keep)
             self.influx = AioinfluxStore(usecase.connections)
             stack.push_async_callback(self.influx.close)
-            await self.influx.check()
-            await self.influx.ensure_database()
+            await retrying(INFLUXDB, "connecting", self.influx.check)
+            await retrying(INFLUXDB, "creating the database", self.influx.ensure_database)
             relay = asyncio.create_task(self._relay_stop(), name="trainer-stop-relay")
             stack.callback(relay.cancel)
             if not await self._acquire_lease(stack):
@@ -141,15 +156,15 @@ class Trainer:
                 self._stopping,
             )
             stack.callback(self.learner.close)
-            positions = await self._resume()
-            await self._ensure_request_group()
+            positions = await retrying(REDIS, "loading the checkpoint", self._resume)
+            await retrying(REDIS, "creating the request group", self._ensure_request_group)
             self.stream: InputStream | None = None
             if self.incremental:
                 self.stream = InputStream(
                     usecase.bootstrap_servers, usecase.streaming.main_topics, positions
                 )
-                await self.stream.start()
                 stack.push_async_callback(self.stream.stop)
+                await retrying(KAFKA, "reading the input topics", self.stream.start)
             log.info("trainer started", extra={"usecase": usecase.name})
             await self._loop()
             await self._publish_at_stop()
@@ -166,7 +181,7 @@ class Trainer:
         self.lease = Lock(self.redis, self.keys.trainer_lease, timeout=LEASE_S, thread_local=False)
         announced = False
         while not self.stop.is_set():
-            if await self.lease.acquire(blocking=False, token=this_instance()):
+            if await retrying(REDIS, "taking the trainer lease", self._try_lease):
                 break
             if not announced:
                 log.info(
@@ -184,19 +199,40 @@ class Trainer:
         stack.push_async_callback(self._release_lease)
         return True
 
+    async def _try_lease(self) -> bool:
+        return bool(await self.lease.acquire(blocking=False, token=this_instance()))
+
     async def _renew_lease(self) -> None:
-        """Keep the lease; losing it (a pause longer than LEASE_S) stops this trainer, whose
-        next publication would be refused anyway."""
+        """Keep the lease. Lost (a pause or a Redis outage longer than LEASE_S), it is taken
+        again when free and no other trainer published meanwhile; else this trainer stops:
+        another one took over, and its next publication would be refused anyway."""
+        renewing = Watch(REDIS, "renewing the trainer lease")
         while True:
             await asyncio.sleep(RENEW_S)
             try:
-                await self.lease.reacquire()
+                await renewing.attempt(self.lease.reacquire)
             except LockError:
+                if await renewing.attempt(self._retake_lease, default=False):
+                    continue
                 log.error("trainer lease lost: stopping", extra={"usecase": self.usecase.name})
                 self.stop.set()
                 return
-            except (RedisError, OSError) as error:
-                log.warning("lease not renewed, retrying", extra={"error": str(error)})
+
+    async def _retake_lease(self) -> bool:
+        """The lease expired: take it again if no other trainer took it and published."""
+        holder = await self.redis.get(self.keys.trainer_lease)
+        if holder is not None and holder.decode() == this_instance():
+            return True  # taken again already (by the renewer, or by a step)
+        if not await self._try_lease():
+            return False
+        if (await self.store.latest_version() or 0) > (self.model_version or 0):
+            await self._release_lease()
+            return False
+        log.warning(
+            "trainer lease expired (Redis away?) and taken again",
+            extra={"usecase": self.usecase.name},
+        )
+        return True
 
     async def _release_lease(self) -> None:
         with contextlib.suppress(LockError, RedisError, OSError):
@@ -236,15 +272,18 @@ class Trainer:
 
     async def _loop(self) -> None:
         next_refit = time.monotonic() + self._refit_interval_s(default=0.0)
+        configuration = Watch(REDIS, "reading the configuration")
         while not self.stop.is_set():
-            if await self.live.refresh(self.redis):
+            if await configuration.attempt(lambda: self.live.refresh(self.redis), default=False):
                 self.usecase = self.live.current
                 next_refit = time.monotonic() + self._refit_interval_s(default=0.0)
                 log.info(
                     "configuration changed",
                     extra={"usecase": self.usecase.name, "overrides": self.live.overrides},
                 )
-            bound, requests = await self._progress_and_requests()
+            bound, requests = await retrying(
+                REDIS, "reading the launchers' progress", self._progress_and_requests
+            )
             if not self.usecase.streaming.online_train:
                 await self._idle()
                 continue  # training disabled: requests are acknowledged and ignored
@@ -252,12 +291,13 @@ class Trainer:
             for change in (request for request in requests if request.action != RETRAIN):
                 await self._with_retries(self._change_roles, change)
             if retrains:
-                reason = ", ".join(request.reason for request in retrains)
-                await self._with_retries(self._refit, retrain=True, reason=reason)
+                await self._with_retries(self._retrain, retrains, bound)
             elif self.stream is not None:
                 await self._with_retries(self._learn_step, bound)
             elif time.monotonic() >= next_refit and self._refit_interval_s() is not None:
-                await self._with_retries(self._refit, retrain=False, reason="interval")
+                await self._with_retries(
+                    self._refit, retrain=False, reason="interval", since=self._served_since
+                )
                 next_refit = time.monotonic() + (self._refit_interval_s() or 0.0)
             else:
                 await self._idle()
@@ -285,7 +325,13 @@ class Trainer:
         for _, entries in replies or []:
             for entry_id, fields in entries:
                 ids.append(entry_id)
-                requests.append(RetrainRequest.decode(fields))
+                try:
+                    requests.append(RetrainRequest.decode(fields))
+                except ValidationError as error:
+                    log.error(
+                        f"malformed retrain request {entry_id!r} ignored: {error}",
+                        extra={"usecase": self.usecase.name},
+                    )
         if ids:
             await self.redis.xack(keys.train_requests, REQUESTS_GROUP, *ids)
             self.counters.requests += len(ids)
@@ -294,12 +340,17 @@ class Trainer:
     async def _with_retries(
         self, step: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> None:
-        """A service that does not answer skips this step (nothing learnt is lost: positions
-        only move with what was learnt) and is retried with backoff instead of ending the
-        trainer."""
-        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        """A step whose backing service (Kafka, Redis or InfluxDB) does not answer is retried
+        (shared/retry.py) until it answers or the trainer stops: nothing learnt is lost,
+        positions only move with what was learnt."""
+        while True:
             try:
-                await step(*args, **kwargs)
+                await retrying(
+                    None,
+                    f"training ({step.__name__})",
+                    lambda: step(*args, **kwargs),
+                    attempt_timeout=None,
+                )
                 return
             except TrainingInterrupted:
                 log.info(
@@ -308,14 +359,15 @@ class Trainer:
                     extra={"usecase": self.usecase.name, "version": self.model_version},
                 )
                 return
-            except TRANSIENT_ERRORS as error:
-                log.warning(
-                    "training step failed, retrying",
-                    extra={"usecase": self.usecase.name, "attempt": attempt, "error": repr(error)},
+            except LeaseLostError:  # expired during a Redis outage, or taken over
+                if await retrying(REDIS, "taking the trainer lease again", self._retake_lease):
+                    continue
+                log.error(
+                    "trainer lease taken by another trainer: stopping",
+                    extra={"usecase": self.usecase.name},
                 )
-                if self.stop.is_set() or attempt == TRANSIENT_ATTEMPTS:
-                    raise
-                await asyncio.sleep(min(2**attempt, 30))
+                self.stop.set()
+                return
 
     # ---- streaming -------------------------------------------------------------------------
 
@@ -334,7 +386,9 @@ class Trainer:
             if learnt.newest_event_ms is not None:
                 self._newest_event_ms = learnt.newest_event_ms
         if self._publication_due(stream.caught_up(bound)):
-            await self._publish(mode="stream", reason="stream")
+            mode, reason = self._retrain_due or ("stream", "stream")
+            await self._publish(mode=mode, reason=reason, checkpoint=self._retrain_due is not None)
+            self._retrain_due = None
 
     def _publication_due(self, caught_up: bool) -> bool:
         """Publish on a waiting launcher's demand; when the model learnt everything the
@@ -373,8 +427,9 @@ class Trainer:
         """A graceful stop publishes what was learnt since the last version, as a checkpoint,
         so that the next start does not learn it again."""
         if self._since_publish and self.learner.model is not None:
+            mode, reason = self._retrain_due or ("stream", "stop")
             with contextlib.suppress(*TRANSIENT_ERRORS, LeaseLostError):
-                await self._publish(mode="stream", reason="stop", checkpoint=True)
+                await self._publish(mode=mode, reason=reason, checkpoint=True)
 
     async def _publish(self, mode: str, reason: str, checkpoint: bool = False) -> int:
         now = time.monotonic()
@@ -443,17 +498,77 @@ class Trainer:
             extra={"usecase": self.usecase.name, "version": version, "reason": reason},
         )
 
+    # ---- retrains ----------------------------------------------------------------------------
+
+    async def _retrain(self, requests: list[RetrainRequest], bound: dict[str, int]) -> None:
+        """Serve the retrain requests read at once, as retrain.strategy says."""
+        algs = self.usecase.algs
+        strategy = algs.retrain_strategy
+        since = located_change(requests)
+        if strategy is RetrainStrategy.SINCE_CHANGE and since is None:
+            strategy = RetrainStrategy.WINDOW  # no change located (an API request)
+        reason = f"{', '.join(request.reason for request in requests)} ({strategy.value})"
+        if strategy is RetrainStrategy.SINCE_CHANGE and since == self._served_since:
+            log.info(
+                "retrain request for the change already retrained from: the model learns "
+                "from there already",
+                extra={"usecase": self.usecase.name, "since": since},
+            )
+            return
+        if strategy is RetrainStrategy.WINDOW:
+            self._served_since = None
+            await self._refit(retrain=True, reason=reason)
+        elif self.stream is None:  # a batch model: a refit on the stored records from there
+            self._served_since = since if strategy is RetrainStrategy.SINCE_CHANGE else bound
+            await self._refit(retrain=True, reason=reason, since=self._served_since)
+        else:
+            positions = self.stream.positions
+            if strategy is RetrainStrategy.SINCE_CHANGE:
+                assert since is not None
+                ends = {**positions, **bound}
+                starts = since_change_starts(since, ends, algs.retrain_min_records)
+            else:
+                starts = dict(positions)
+            self._served_since = since
+            self._learn_afresh_from(starts, reason)
+
+    def _learn_afresh_from(self, starts: dict[str, int], reason: str) -> None:
+        """A fresh streaming model that learns the input from `starts` on (the stream is sought
+        there) and goes on as records arrive. Its first version is published, as a retrain and a
+        checkpoint, once it learnt as far as the model it replaces: the launchers never adopt
+        a version that learnt less."""
+        stream = self.stream
+        assert stream is not None
+        replaced = dict(stream.positions)
+        stream.seek(starts)
+        fresh = build_algorithm(self.usecase)
+        if isinstance(fresh, Contenders):  # fresh models, the champion they had
+            fresh.with_roles_of(self.learner.model)
+        self.learner.model = fresh
+        self.total_learned = 0
+        self._since_publish = 0
+        self._catch_up_to = replaced
+        self._retrain_due = ("retrain", reason)
+        log.info(
+            "retrain: a fresh model learns from the located change on",
+            extra={
+                "usecase": self.usecase.name,
+                "reason": reason,
+                "from": starts,
+                "replaced_at": replaced,
+            },
+        )
+
     # ---- refits from InfluxDB ----------------------------------------------------------------
 
-    async def _refit(self, retrain: bool, reason: str) -> None:
-        """A fresh model on the most recent training.maxdata stored records; a streaming model
-        then continues from where that window ends."""
+    async def _refit(self, retrain: bool, reason: str, since: dict[str, int] | None = None) -> None:
+        """A fresh model on the most recent training.maxdata stored records (with `since`:
+        those from there on, at least retrain.min-records); a streaming model then continues
+        from where they end."""
         self.training = True
         started = time.perf_counter()
         try:
-            window, ends = await self.measurement.recent(
-                self.influx, self.usecase.algs.training_maxdata, self._check_stop
-            )
+            window, ends = await self._stored_records(since)
             if not window:
                 return
             fresh = build_algorithm(self.usecase)
@@ -462,6 +577,7 @@ class Trainer:
             learnt = await self.learner.fit(fresh, window)
             if self.stream is not None:
                 self.stream.seek(ends)
+                self._retrain_due = None  # this version replaces a fresh model catching up
             self.total_learned = learnt
             self._since_publish = len(window)
             self._newest_event_ms = max(record.event_time_ms for record in window)
@@ -479,6 +595,20 @@ class Trainer:
             )
         finally:
             self.training = False
+
+    async def _stored_records(
+        self, since: dict[str, int] | None
+    ) -> tuple[list[StoredRecord], dict[str, int]]:
+        """What a refit learns from InfluxDB, and where it ends per input partition."""
+        algs = self.usecase.algs
+        window, ends = await self.measurement.recent(
+            self.influx, algs.training_maxdata, self._check_stop, since=since
+        )
+        if since is not None and len(window) < algs.retrain_min_records:
+            window, ends = await self.measurement.recent(
+                self.influx, algs.retrain_min_records, self._check_stop
+            )
+        return window, ends
 
     def _check_stop(self) -> None:
         if self._stopping.is_set():

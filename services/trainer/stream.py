@@ -20,7 +20,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
-from shared.clients.kafka import make_consumer, partitions_of, start_client
+from shared.clients.kafka import (
+    ConsumerStalledError,
+    ConsumerWatch,
+    make_consumer,
+    partitions_of,
+    start_client,
+)
 from shared.wire.kafka import partition_key
 
 log = logging.getLogger("trainer")
@@ -45,11 +51,16 @@ class InputStream:
         self._partitions_checked = 0.0
 
     async def start(self) -> None:
+        """Connect and assign; may be called again after a failure (it starts afresh)."""
+        await self.stop()
+        self._pending.clear()
+        self._paused.clear()
         self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await start_client(self._admin, self.bootstrap)
         consumer = make_consumer(self.bootstrap, None, max_partition_fetch_bytes=4 * 1024 * 1024)
         await start_client(consumer, self.bootstrap)
         self._consumer = consumer
+        self._watch = ConsumerWatch(consumer, "reading the input topics")
         await self._assign_new_partitions(force=True)
 
     async def stop(self) -> None:
@@ -116,6 +127,13 @@ class InputStream:
             fetched = await self.consumer.getmany(timeout_ms=wait_ms, max_records=FETCH_RECORDS)
             for tp, messages in fetched.items():
                 self._pending.setdefault(tp, deque()).extend(messages)
+            self._watch.fetched(len(fetched))
+            if not fetched:
+                try:
+                    await self._watch.check()
+                except ConsumerStalledError as error:  # aiokafka #612: a new one is made
+                    log.warning(f"consumer stuck, recreated: {error}")
+                    await self.start()
             ready = self._release(bound, limit)
         for message in ready:
             self.positions[partition_key(message.topic, message.partition)] = message.offset + 1

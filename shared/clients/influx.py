@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     from aioinflux import InfluxDBClient
     from aioinflux.client import InfluxDBError
+    from aioinflux.client import InfluxDBWriteError as InfluxDBWriteError  # for shared.retry
 
 
 #: Bytes of line protocol per write request (aiohttp warns from 1 MiB on).

@@ -18,12 +18,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
-    KafkaError,
     TopicAlreadyExistsError,
 )
 from aiokafka.structs import ConsumerRecord
 
 from shared.errors import ServiceUnavailableError
+from shared.retry import KAFKA, Watch, retrying
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +31,22 @@ SEND_TIMEOUT_S = 30.0
 # Records up to 8 MiB (a raw line, and its dead letter with headers): the broker's default
 # limit is 1 MiB minus a little, which a "1 MB" line plus headers can exceed.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-CONNECT_ATTEMPTS = 5
 
 
 async def start_client(
-    client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient,
-    bootstrap: str,
-    attempts: int = CONNECT_ATTEMPTS,
+    client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient, bootstrap: str
 ) -> None:
-    """Start a client, retrying with exponential backoff; raise a clear error naming the broker."""
-    delay = 0.5
-    for attempt in range(1, attempts + 1):
-        try:
-            await client.start()
-            return
-        except (KafkaError, OSError) as error:
-            if attempt == attempts:
-                await _quietly_close(client)
-                raise ServiceUnavailableError("Kafka", bootstrap, error) from error
-            log.warning(
-                "kafka not ready, retrying",
-                extra={"bootstrap": bootstrap, "attempt": attempt, "error": str(error)},
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    """Start a client through the retry policy (shared/retry.py: inside a service, until the
+    broker answers or the service stops); the error names the broker."""
+
+    async def start() -> None:
+        await client.start()
+
+    try:
+        await retrying(KAFKA, f"connecting to {bootstrap}", start)
+    except BaseException:
+        await _quietly_close(client)
+        raise
 
 
 async def _quietly_close(client: Any) -> None:
@@ -140,31 +132,59 @@ async def send(
         ) from error
 
 
+async def send_batched(
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    records: Iterable[tuple[bytes | None, bytes]],
+) -> list[asyncio.Future[Any]]:
+    """Send (key, value) records to one partition in as few record batches as they fit (the
+    producer's max_batch_size): one send_batch call a batch instead of one send a record, whose
+    cost is mostly per call. Returns the batches' delivery futures."""
+    futures = []
+    batch = producer.create_batch()
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full
+            batch.close()
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()  # an empty batch takes a record of any size
+            batch.append(key=key, value=value, timestamp=None)
+    if batch.record_count():
+        batch.close()  # complete: no need to wait linger.ms
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
+
+
 async def ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int = 1, replication: int = 1
 ) -> None:
     """Create the topics that do not exist yet (idempotent), accepting records of up to
-    MAX_MESSAGE_BYTES."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await start_client(admin, bootstrap)
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
-                name,
-                num_partitions=partitions,
-                replication_factor=replication,
-                topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
-            )
-            for name in dict.fromkeys(topics)
-            if name not in existing
-        ]
-        if missing:
-            # Another service may create them concurrently: that is what we wanted anyway.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-    finally:
-        await admin.close()
+    MAX_MESSAGE_BYTES; through the retry policy while the broker is away."""
+    wanted = list(dict.fromkeys(topics))
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=replication,
+                    topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+                )
+                for name in wanted
+                if name not in existing
+            ]
+            if missing:
+                # Another service may create them concurrently: that is what we wanted anyway.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(missing)
+        finally:
+            await _quietly_close(admin)
+
+    await retrying(KAFKA, f"creating topics at {bootstrap}", create)
 
 
 async def partitions_of(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[str, list[int]]:
@@ -190,3 +210,65 @@ async def commit_processed(consumer: AIOKafkaConsumer, messages: Iterable[Consum
         log.warning("commit refused after a rebalance", extra={"error": str(error)})
         return False
     return True
+
+
+class ConsumerStalledError(RuntimeError):
+    """A consumer stopped fetching although its partitions hold records beyond its position:
+    its owner recreates it (ConsumerWatch)."""
+
+
+class ConsumerWatch:
+    """What a consumer's getmany() does not say.
+
+    While the broker is away, aiokafka's fetcher retries in the background and getmany()
+    simply returns nothing; after a broker restart, consumers have been seen to stop fetching
+    for good (aiokafka #612, #1037, #847). So between empty fetches, at most every `every_s`,
+    the watch asks the broker for the end offsets of the consumer's (unpaused) partitions: no
+    answer is an outage, reported like any other (shared/retry.py); records beyond the
+    consumer's position that no fetch returned for `stall_s` make `check()` raise
+    ConsumerStalledError, and the owner recreates the consumer.
+    """
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, what: str, every_s: float = 5.0, stall_s: float = 60.0
+    ):
+        self.consumer = consumer
+        self.every_s = every_s
+        self.stall_s = stall_s
+        self.outage = Watch(KAFKA, what)
+        self._progress = self._checked = asyncio.get_running_loop().time()
+
+    def fetched(self, count: int) -> None:
+        """Call after each fetch with how many messages it returned."""
+        if count:
+            self._progress = asyncio.get_running_loop().time()
+
+    async def check(self) -> None:
+        """After an empty fetch: look, if it is time (see the class docstring)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._checked < self.every_s:
+            return
+        self._checked = now
+        consumer = self.consumer
+        partitions = [tp for tp in consumer.assignment() if tp not in consumer.paused()]
+        if not partitions:
+            self._progress = now
+            return
+
+        async def behind() -> bool:
+            async with asyncio.timeout(self.every_s * 2):
+                ends = await consumer.end_offsets(partitions)
+                positions = [await consumer.position(tp) for tp in partitions]
+            return any(
+                ends[tp] > position for tp, position in zip(partitions, positions, strict=True)
+            )
+
+        lagging = await self.outage.attempt(behind, default=None)
+        if not lagging:  # nothing left to read, or no answer (an outage, not a stall)
+            self._progress = now
+        elif now - self._progress > self.stall_s:
+            self._progress = now
+            raise ConsumerStalledError(
+                f"no record fetched for {self.stall_s:g} s although "
+                f"{', '.join(map(str, partitions))} hold more"
+            )

@@ -29,7 +29,7 @@ def encode_field(value: FieldValue) -> str | None:
         return f"{value}i"
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else None
-    return '"' + str(value).translate(_STRING_ESCAPES).replace("\n", "\\n") + '"'
+    return encode_string(str(value))
 
 
 _escaped_keys: dict[str, str] = {}
@@ -45,6 +45,22 @@ def _key(text: str) -> str:
     return escaped
 
 
+def encode_string(value: str) -> str:
+    """A string field value, quoted and escaped."""
+    return '"' + value.translate(_STRING_ESCAPES).replace("\n", "\\n") + '"'
+
+
+def encode_head(measurement: str, tags: Mapping[str, str]) -> str:
+    """The `measurement,tag=value,...` part of a point (tags sorted, empty values left out):
+    the same for every point of a series, so writers of many points may keep it."""
+    head = measurement.translate(_MEASUREMENT_ESCAPES)
+    for key in sorted(tags):
+        value = tags[key]
+        if value != "":
+            head += f",{_key(key)}={escape_key(value)}"
+    return head
+
+
 def encode_point(
     measurement: str,
     tags: Mapping[str, str],
@@ -52,11 +68,7 @@ def encode_point(
     time_ns: int,
 ) -> str:
     """One point; tags sorted (the server's preferred order); raise if no field is encodable."""
-    head = measurement.translate(_MEASUREMENT_ESCAPES)
-    for key in sorted(tags):
-        value = tags[key]
-        if value != "":
-            head += f",{_key(key)}={escape_key(value)}"
+    head = encode_head(measurement, tags)
     parts = []
     for key, value in fields.items():
         kind = type(value)

@@ -6,6 +6,7 @@ from shared.config.models import (
     FederatedConfig,
     MonitoringConfig,
     ProducerType,
+    RetrainStrategy,
     StreamingConfig,
 )
 from shared.config.settings import ConnectionSettings
@@ -18,6 +19,7 @@ __all__ = [
     "FederatedConfig",
     "MonitoringConfig",
     "ProducerType",
+    "RetrainStrategy",
     "StreamingConfig",
     "UseCase",
     "load_usecase",

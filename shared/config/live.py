@@ -25,6 +25,8 @@ from shared.wire.keys import UseCaseKeys
 MUTABLE_KEYS: dict[str, str] = {
     "training.interval": "algs",
     "training.maxdata": "algs",
+    "retrain.strategy": "algs",
+    "retrain.min-records": "algs",
     "evaluation.metrics": "algs",
     "evaluation.window": "algs",
     "online.train": "streaming",
@@ -153,8 +155,8 @@ class LiveConfig:
         now = time.monotonic()
         if not force and now - self._checked < REFRESH_S:
             return False
-        self._checked = now
         overrides = await read_overrides(redis, self.base.name)
+        self._checked = now  # after the read: Redis away, the next call tries again
         if overrides == self.overrides:
             return False
         try:

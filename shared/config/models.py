@@ -126,6 +126,15 @@ class StreamingConfig(_PropsModel):
     max_poll_interval_ms: int | None = Field(None, alias="max.poll.interval.ms", ge=1)
 
 
+class RetrainStrategy(StrEnum):
+    """What the trainer learns from when a retrain is asked for (docs/monitoring.md)."""
+
+    WINDOW = "window"  # a refit on the most recent training.maxdata stored records
+    SINCE_CHANGE = "since-change"  # a fresh model on the records from the estimated change on
+    RESET = "reset"  # a fresh model from the current positions
+    CHALLENGER = "challenger"  # a background model that replaces the live one once better
+
+
 class AlgsConfig(_PropsModel):
     """algs.props: which algorithm, how often it retrains, on how much data, how it is scored."""
 
@@ -182,6 +191,17 @@ class AlgsConfig(_PropsModel):
         ge=-1,
         description="Also publish after this many records learnt; -1: by time only.",
     )
+    retrain_strategy: RetrainStrategy = Field(
+        RetrainStrategy.SINCE_CHANGE,
+        alias="retrain.strategy",
+        description="What a retrain learns: window, since-change, reset (docs/monitoring.md).",
+    )
+    retrain_min_records: int = Field(
+        200,
+        alias="retrain.min-records",
+        ge=1,
+        description="since-change starts at least this many records before the newest ones.",
+    )
     checkpoint_interval: int = Field(
         10000,
         alias="model.checkpoint.interval",
@@ -234,6 +254,14 @@ class AlgsConfig(_PropsModel):
             found.append(("training.maxdata", "must be -1 (all records) or a positive count"))
         if self.publish_records == 0:
             found.append(("model.publish.records", "must be -1 (by time only) or a positive count"))
+        if self.retrain_strategy is RetrainStrategy.CHALLENGER:
+            found.append(
+                (
+                    "retrain.strategy",
+                    "challenger is not available yet (background challengers with promotion "
+                    "are being built, issue 14); use since-change (the default), window or reset",
+                )
+            )
         return found
 
 

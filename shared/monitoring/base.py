@@ -156,6 +156,12 @@ class Detector(ABC):
         self._after(metric, verdict, change)
         return [change] if change is not None else []
 
+    @property
+    def _evaluation(self) -> int:
+        """The index of the evaluation being judged (for `_judge`, which locates changes)."""
+        assert self._last_index is not None
+        return self._last_index
+
     def _is_ongoing(self, metric: str) -> bool:
         return self._runs[metric].current is not None
 

@@ -20,6 +20,9 @@ is a random walk, and false alarms come every ~20 evaluations at h = 5). When th
 S⁺ and S⁻ restart from 0 (the textbook restart), so S hovering near h at the end of an episode
 does not start a new one at once.
 
+Where the change began (`Detection.change_start`): the first evaluation of the excursion that
+crossed h, i.e. the one after S was last at zero (Page's own change-point estimate).
+
 `CuSumDetector` estimates μ, σ online; `CuSumDetectorOnLine` takes them from monitoring.props.
 """
 
@@ -45,6 +48,15 @@ _CAP = 2.0
 class _Sums:
     pos: float = 0.0
     neg: float = 0.0
+    pos_rise: int | None = None  # the first evaluation since S⁺ was last zero
+    neg_rise: int | None = None
+
+
+def _rise(statistic: float, rise: int | None, index: int) -> int | None:
+    """The first evaluation of the current excursion of S above zero (None at zero)."""
+    if statistic == 0:
+        return None
+    return index if rise is None else rise
 
 
 class _Cusum(Detector):
@@ -103,8 +115,11 @@ class _Cusum(Detector):
         cap = _CAP * h
         sums.pos = min(cap, max(0.0, sums.pos + z - k))
         sums.neg = min(cap, max(0.0, sums.neg - z - k))
+        sums.pos_rise = _rise(sums.pos, sums.pos_rise, self._evaluation)
+        sums.neg_rise = _rise(sums.neg, sums.neg_rise, self._evaluation)
         statistic = max(sums.pos, sums.neg)
-        return Verdict(statistic > h, statistic, statistic)
+        rise = sums.pos_rise if sums.pos >= sums.neg else sums.neg_rise
+        return Verdict(statistic > h, statistic, statistic, origin=rise)
 
     def _after(self, metric: str, verdict: Verdict, change: DetectionChange | None) -> None:
         if change is not None and change.kind is ChangeKind.STOPPED:

@@ -33,7 +33,11 @@ class Detection:
     wall-clock time (epoch ms) the caller gave with that evaluation, None if it gave none.
     `magnitude` is the value (ThresholdDetector), the CUSUM statistic (CUSUM detectors) or the
     shift of the stream's mean from its clean baseline (River detectors) at the start, replaced
-    by a more extreme one while the detection is ongoing.
+    by a more extreme one while the detection is ongoing. `change_start` is the evaluation where
+    the change is estimated to have begun (at most `start`): the first evaluation of the
+    streak that started the alert, or the detector's own estimate (the CUSUM's last zero, the
+    start of the window River's ADWIN or KSWIN kept, PageHinkley's extremum). A retrain learns
+    from there (docs/monitoring.md, "Retraining after an alert").
     """
 
     usecase: str
@@ -46,6 +50,7 @@ class Detection:
     start_time_ms: int | None = None
     touched_time_ms: int | None = None
     stop_time_ms: int | None = None
+    change_start: int | None = None
 
     @property
     def id(self) -> str:
@@ -77,6 +82,7 @@ class Detection:
             "touched_time": _iso(self.touched_time_ms),
             "stop_time": _iso(self.stop_time_ms),
             "magnitude": self.magnitude if math.isfinite(self.magnitude) else None,
+            "change_start": self.change_start,
         }
 
 

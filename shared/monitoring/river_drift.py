@@ -8,13 +8,19 @@ values fed at that evaluation; the shared robustness rule then applies. River's 
 after a signal, so consecutive signals are rare: with robustness 1 the alert starts at the
 evaluation of the drift and stops at the next clean evaluation; a higher robustness needs drifts
 in that many consecutive evaluations.
+
+Where the change began (`Detection.change_start`): River's detectors do not say it well
+enough; `_ChangeLocator` estimates it from the values fed since the previous signal.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import statistics
+from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +44,8 @@ RIVER_DETECTORS: dict[str, type[base.DriftDetector]] = {
 _DEFAULT_SEEDS = {"KSWIN": 42}
 #: Parameters a per-metric list cannot express (KSWIN's initial window is itself a list).
 _UNSUPPORTED = {"window"}
+#: Evaluations a change can be traced back to (older estimates say the oldest one kept).
+LOCATE_EVALUATIONS = 256
 
 
 class DriftStream(StrEnum):
@@ -53,6 +61,69 @@ class DriftDirection(StrEnum):
     BOTH = "both"
     UP = "up"  # the stream's mean rose above its baseline (errors grew): for error streams
     DOWN = "down"  # the mean fell below its baseline (e.g. an accuracy stream)
+
+
+@dataclass(slots=True)
+class _Segment:
+    """The values one evaluation fed to a River detector: how many and their sum."""
+
+    index: int
+    count: int = 0
+    total: float = 0.0
+
+
+@dataclass(slots=True)
+class _ChangeLocator:
+    """Where a change signalled by a River detector began, at evaluation granularity.
+
+    River's detectors say that a change happened, not where (ADWIN's cut keeps old values that
+    are too few to matter to its test; KSWIN keeps only its last `stat_size` values; PageHinkley's
+    extremum wanders with its random walk), and they start afresh after each signal. So the
+    locator keeps the count and sum of the values each recent evaluation fed since the last
+    signal, and at a signal takes the split of those evaluations into two runs with the most
+    likely shift of the mean (the largest n₁n₂/(n₁+n₂)·(m₁−m₂)², Hinkley's estimate of a single
+    change point): the change began at the first evaluation after the split.
+    """
+
+    segments: deque[_Segment] = field(
+        default_factory=lambda: deque(maxlen=LOCATE_EVALUATIONS)
+    )  # since the last signal, oldest first
+
+    def begin(self, index: int) -> None:
+        self.segments.append(_Segment(index))
+
+    def add(self, value: float) -> None:
+        current = self.segments[-1]
+        current.count += 1
+        current.total += value
+
+    def origin(self) -> int:
+        """At a signal: the estimated first evaluation of the change; then start afresh, as
+        the River detector does (the values after the signal belong to the new run)."""
+        segments = [segment for segment in self.segments if segment.count]
+        origin = _split(segments) if segments else self.segments[-1].index
+        current = self.segments[-1]
+        self.segments.clear()
+        self.segments.append(_Segment(current.index))
+        return origin
+
+
+def _split(segments: Sequence[_Segment]) -> int:
+    """The first evaluation after the most likely mean-shift split of `segments` (the last one
+    when there is a single segment)."""
+    count = sum(segment.count for segment in segments)
+    total = sum(segment.total for segment in segments)
+    best, origin = -1.0, segments[-1].index
+    left_count, left_total = 0, 0.0
+    for before, after in itertools.pairwise(segments):
+        left_count += before.count
+        left_total += before.total
+        right_count = count - left_count
+        shift = left_total / left_count - (total - left_total) / right_count
+        score = left_count * right_count / count * shift * shift
+        if score > best:
+            best, origin = score, after.index
+    return origin
 
 
 class RiverDriftDetector(Detector):
@@ -109,6 +180,7 @@ class RiverDriftDetector(Detector):
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{self.name}: bad parameters {kwargs}: {error}") from error
         self._baseline = {metric: RunningStats() for metric in self.metrics}
+        self._locators = {metric: _ChangeLocator() for metric in self.metrics}
         self._batch: list[float] = []  # the values judged last, learnt by `_after` when clean
 
     @property
@@ -168,11 +240,16 @@ class RiverDriftDetector(Detector):
         return self._feed(metric, [value])
 
     def _feed(self, metric: str, values: list[float]) -> Verdict:
-        detector = self._drift[metric]
-        signalled = False
+        detector, locator = self._drift[metric], self._locators[metric]
+        locator.begin(self._evaluation)
+        signalled, origin = False, None
         for value in values:
             detector.update(value)
-            signalled = signalled or detector.drift_detected
+            locator.add(value)
+            if detector.drift_detected:
+                change = locator.origin()
+                if not signalled:
+                    signalled, origin = True, change
         baseline = self._baseline[metric]
         shift = statistics.fmean(values) - baseline.mean if baseline.n else 0.0
         if self._direction is DriftDirection.UP:
@@ -180,7 +257,7 @@ class RiverDriftDetector(Detector):
         elif self._direction is DriftDirection.DOWN:
             signalled = signalled and shift < 0
         self._batch = values
-        return Verdict(signalled, abs(shift), abs(shift))
+        return Verdict(signalled, abs(shift), abs(shift), origin=origin)
 
     def _after(self, metric: str, verdict: Verdict, change: DetectionChange | None) -> None:
         if not verdict.detected and not self._is_ongoing(metric):

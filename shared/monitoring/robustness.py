@@ -22,12 +22,15 @@ class Verdict(NamedTuple):
 
     `severity` orders verdicts by how abnormal they are (larger is worse), so an ongoing
     detection keeps the `magnitude` of its most extreme evaluation whatever the metric's
-    direction (a falling accuracy keeps its lowest value).
+    direction (a falling accuracy keeps its lowest value). `origin` is the detector's own
+    estimate of the evaluation where the change began (a CUSUM's rise, an ADWIN cut), None when
+    it has none: the run then says the first evaluation of the streak.
     """
 
     detected: bool
     magnitude: float
     severity: float
+    origin: int | None = None
 
 
 @dataclass(slots=True)
@@ -42,6 +45,7 @@ class RunLength:
     metric: str
     robustness: int
     hits: int = 0  # consecutive detections while no detection is ongoing
+    origin: int | None = None  # where the change began, estimated at the streak's first hit
     clean: int = 0  # consecutive clean evaluations while a detection is ongoing
     current: Detection | None = None
     severity: float = float("-inf")  # of the magnitude `current` keeps
@@ -78,6 +82,8 @@ class RunLength:
             self.hits = 0
             return None
         self.hits += 1
+        if self.hits == 1:
+            self.origin = index if verdict.origin is None else min(verdict.origin, index)
         if self.hits < self.robustness:
             return None
         self.hits = 0
@@ -92,5 +98,6 @@ class RunLength:
             magnitude=verdict.magnitude,
             start_time_ms=time_ms,
             touched_time_ms=time_ms,
+            change_start=index if self.origin is None else self.origin,
         )
         return DetectionChange(ChangeKind.STARTED, self.current)

@@ -54,7 +54,9 @@ class TimeRecord:
         stripped = line.strip()
         if not stripped:
             raise RecordError("empty line")
-        fields = [field.strip() for field in stripped.split(self.separator)]
+        fields = stripped.split(self.separator)
+        if " " in stripped or "\t" in stripped:  # most lines have no blank to strip
+            fields = [field.strip() for field in fields]
         if self.headers and len(fields) != len(self.headers):
             raise RecordError(f"expected {len(self.headers)} fields, got {len(fields)}")
         return fields

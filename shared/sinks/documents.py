@@ -261,6 +261,9 @@ _SPECS = (
             stop_time=Field("date"),
             touched_time=Field("date"),
             magnitude=Field("double"),
+            change_start=Field(
+                "long", doc="evaluation number where the change is estimated to have begun"
+            ),
             active=Field("boolean"),
         ),
         example={

@@ -26,6 +26,7 @@ from elasticsearch import AsyncElasticsearch
 
 from shared.clients.elastic import connect_elasticsearch
 from shared.config.settings import ConnectionSettings
+from shared.retry import ELASTICSEARCH, OUTAGES, new_site
 from shared.sinks.documents import INDICES, IndexSpec, spec_for, validate_document
 
 __all__ = [
@@ -177,6 +178,7 @@ class ElasticSink:
         self._dropped = 0
         self._consecutive_failures = 0
         self._last_error: str | None = None
+        self._site = new_site()
 
     @classmethod
     def connect(cls, settings: ConnectionSettings, **options: Any) -> ElasticSink:
@@ -448,11 +450,16 @@ class ElasticSink:
         return True
 
     def _note_failure(self, reason: str) -> None:
+        """Schedule the next attempt (the sink never blocks its caller, so it schedules
+        instead of sleeping through shared/retry.py) and report the outage there: the
+        heartbeat shows it; the first failure in a row is logged, later ones at debug."""
         self._consecutive_failures += 1
         self._last_error = reason
         delay = min(self.max_backoff, self.initial_backoff * 2 ** (self._consecutive_failures - 1))
         self._retry_at = time.monotonic() + delay
-        log.warning(
+        OUTAGES.failed(ELASTICSEARCH, self._site, "indexing documents", reason)
+        log.log(
+            logging.WARNING if self._consecutive_failures == 1 else logging.DEBUG,
             f"elasticsearch unavailable, retrying in {delay:.1f} s: {reason}",
             extra={
                 "attempt": self._consecutive_failures,
@@ -462,6 +469,7 @@ class ElasticSink:
         )
 
     def _note_success(self) -> None:
+        OUTAGES.succeeded(self._site)
         if self._consecutive_failures:
             log.info(
                 "elasticsearch is reachable again",

@@ -26,11 +26,11 @@ the queries).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.clients.line_protocol import encode_point
+from shared.clients.line_protocol import encode_head, encode_point, encode_string
 from shared.wire.kafka import partition_key
 
 TAGS = ("source", "topic", "partition")
@@ -182,6 +182,7 @@ class RecordsMeasurement:
     def __init__(self, usecase: str):
         self.name = usecase
         self.progress_name = usecase + PROGRESS_SUFFIX
+        self._heads: dict[tuple[str, str, int], str] = {}
 
     def point(
         self,
@@ -195,11 +196,20 @@ class RecordsMeasurement:
         record_id: str,
         target: str | None = None,
     ) -> str:
-        fields: dict[str, Any] = {LINE: line, EVENT_TIME: event_time_ms, RECORD_ID: record_id}
+        # on the launcher's hot path: a series' head is encoded once, the fields by hand
+        head = self._heads.get((source, topic, partition))
+        if head is None:
+            if len(self._heads) > 10_000:  # sources x partitions: stays small in practice
+                self._heads.clear()
+            tags = {"source": source, "topic": topic, "partition": str(partition)}
+            head = self._heads[(source, topic, partition)] = encode_head(self.name, tags)
+        fields = (
+            f"{LINE}={encode_string(line)},{EVENT_TIME}={int(event_time_ms)}i,"
+            f"{RECORD_ID}={encode_string(record_id)}"
+        )
         if target is not None:
-            fields[TARGET] = target
-        tags = {"source": source, "topic": topic, "partition": str(partition)}
-        return encode_point(self.name, tags, fields, offset)
+            fields += f",{TARGET}={encode_string(str(target))}"
+        return f"{head} {fields} {int(offset)}"
 
     def progress_point(self, topic: str, partition: int, offset: int) -> str:
         """Every record point of topic/partition up to `offset` is completely written."""
@@ -244,17 +254,23 @@ class RecordsMeasurement:
         return records_from_rows(rows, series)
 
     async def recent(
-        self, store: QueryRunner, limit: int, between_pages: Callable[[], None] = lambda: None
+        self,
+        store: QueryRunner,
+        limit: int,
+        between_pages: Callable[[], None] = lambda: None,
+        since: Mapping[str, int] | None = None,
     ) -> tuple[list[StoredRecord], dict[str, int]]:
         """The most recent `limit` complete records (-1: all), oldest first, and per input
-        partition (`<topic>/<partition>`) the offset after its last complete record.
-        `between_pages` is called before each query (it may raise to abandon the read)."""
+        partition (`<topic>/<partition>`) the offset after its last complete record. With
+        `since` (`<topic>/<partition>` -> offset), only the records at or after its offset in
+        the partitions it names (a retrain since a change). `between_pages` is called before
+        each query (it may raise to abandon the read)."""
         records: list[StoredRecord] = []
         ends: dict[str, int] = {}
         for series, watermark in await self.complete_series(store):
             key = partition_key(series.topic, series.partition)
             ends[key] = max(ends.get(key, 0), watermark + 1)
-            after = -1
+            after = (since or {}).get(key, 0) - 1
             while True:
                 between_pages()
                 page = limit if limit > 0 else PAGE

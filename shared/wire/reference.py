@@ -21,6 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import PydanticUndefined
 
+from shared.wire.federated import ClientRound, RoundPhase
 from shared.wire.heartbeat import INTERVAL_S, TTL_S, HeartbeatPayload
 from shared.wire.influx import (
     LEADERBOARD_SCHEMA,
@@ -232,6 +233,13 @@ def markdown() -> str:
         + f" Rewritten every {INTERVAL_S:g} s, with a TTL of {TTL_S} s. Readers skip a value "
         "that does not validate.",
         model_table(HeartbeatPayload),
+    )
+    lines += _section(
+        "### `RoundPhase`: an entry of `federated:rounds` (a federated server's history)",
+        "Each value is JSON text. " + _cell(RoundPhase.__doc__ or ""),
+        model_table(RoundPhase),
+        "`clients` holds `ClientRound`s:",
+        model_table(ClientRound),
     )
     lines += _section(
         "### InfluxDB measurements",

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.asyncio import Redis
 
 from shared.wire.keys import UseCaseKeys
@@ -173,13 +173,31 @@ class RetrainRequest(BaseModel):
     )
     model: str = Field("", description=f"`{PROMOTE}`: the challenger to promote")
 
+    since: dict[str, int] | None = Field(
+        None,
+        description="where the change the alert reports began: `<topic>/<partition>` -> the "
+        "first input offset of the change (JSON text; the trainer's `retrain.strategy` says "
+        "what to learn from it); absent from the API's requests",
+    )
+    change_evaluation: int | None = Field(
+        None, description="the evaluation where the detector located the change"
+    )
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _since_from_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str | bytes) else value
+
     def encode(self) -> dict[str, str]:
-        """Stream fields; a plain retrain leaves `action` and `model` out (as before they
-        existed: readers default them)."""
-        fields = self.model_dump()
+        """Stream fields (a dict as JSON text); a plain retrain leaves `action` and `model` out
+        (as before they existed: readers default them)."""
+        fields = self.model_dump(exclude_none=True)
         if self.action == RETRAIN and not self.model:
             del fields["action"], fields["model"]
-        return {name: str(value) for name, value in fields.items()}
+        return {
+            name: json.dumps(value) if isinstance(value, dict) else str(value)
+            for name, value in fields.items()
+        }
 
     @classmethod
     def decode(cls, fields: dict[bytes, bytes]) -> RetrainRequest:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gzip
 import json
 import os
@@ -130,3 +131,33 @@ async def read_to_end(bootstrap: str, topic: str, records: int, wait_s: float) -
     """`collect_outputs` for a replay of `records` KDD lines (record ids `kdd:1`...)."""
     expected = {f"kdd:{line}" for line in range(1, records + 1)}
     return await collect_outputs(bootstrap, topic, expected, wait_s)
+
+
+class InputPositions:
+    """Where each output's record and its version's knowledge sit in the input file, for an
+    input topic of one partition. Input offsets are not line numbers: each producer
+    transaction's commit marker takes an offset too, so records are counted among the offsets
+    the outputs name, and a record's line comes from its id (`<source>:<line>`, 1-based)."""
+
+    def __init__(self, outputs: list[dict]):
+        self.line_at = {offset_of(o): int(o["record_id"].rsplit(":", 1)[1]) - 1 for o in outputs}
+        self.offsets = sorted(self.line_at)  # the input offsets holding records, in order
+
+    def learnt(self, output: dict) -> int:
+        """How many records the predicting version had learnt (0 before any version)."""
+        if output["model_version"] is None:
+            return 0
+        return bisect.bisect_left(self.offsets, offset_of(output) - output["staleness"])
+
+    def line_of_learnt(self, count: int) -> int:
+        """The file line (0-based) of the count-th record learnt (0-based), in input order."""
+        return self.line_at[self.offsets[count]]
+
+    def line_of(self, output: dict) -> int:
+        """The file line (0-based) of the output's record."""
+        return self.line_at[offset_of(output)]
+
+
+def offset_of(output: dict) -> int:
+    """The input offset of the record an output predicts (its id ends with it)."""
+    return int(output["id"].rsplit("/", 1)[1])

@@ -29,7 +29,8 @@ from shared.config import ConnectionSettings, load_usecase
 from shared.heartbeat import Heartbeat
 from shared.modelstore import ModelStore
 from shared.sinks.elastic import ensure_templates
-from shared.wire.keys import heartbeat_key
+from shared.wire.federated import ClientRound, RoundPhase
+from shared.wire.keys import UseCaseKeys, heartbeat_key
 
 TOKEN = "test-token-\u00e9"  # not ASCII: sent as UTF-8 bytes, compared as bytes
 AUTH = {"Authorization": f"Bearer {TOKEN}".encode()}
@@ -528,3 +529,45 @@ async def test_openapi_docs_and_the_apis_own_heartbeat(api):
     assert schema["components"]["schemas"]["Health"]["properties"]["checks"]
     raw = [key async for key in api.redis.scan_iter("streamer:heartbeat:api:*")]
     assert raw, "the API writes its own heartbeat"
+
+
+async def test_rounds_fold_a_federated_servers_phases_into_one_row_per_round(api):
+    """As `streamer federate server` writes them (services/federated/state.py), read back by
+    the API and the dashboard's snapshot."""
+    phases = [
+        RoundPhase(phase="fit", round=1, at=10.0, clients=[ClientRound(client="a", examples=30)]),
+        RoundPhase(phase="evaluate", round=1, at=11.0, clients=[ClientRound(client="a", loss=0.5)]),
+        RoundPhase(phase="server", round=1, at=12.0, loss=0.25),
+        RoundPhase(
+            phase="fit",
+            round=2,
+            at=20.0,
+            clients=[ClientRound(client="a", examples=40), ClientRound(client="b", examples=7)],
+            failures=1,
+        ),
+    ]
+    for phase in phases:
+        await api.redis.xadd(UseCaseKeys(api.name).federated_rounds, phase.encode())
+    body = (await api.client.get(f"/usecases/{api.name}/rounds")).json()
+    assert body["rounds"] == [
+        {
+            "round": 1,
+            "at": 12.0,
+            "clients": {"a": {"examples": 30, "loss": 0.5}},
+            "failures": 0,
+            "server_loss": 0.25,
+        },
+        {
+            "round": 2,
+            "at": 20.0,
+            "clients": {"a": {"examples": 40, "loss": None}, "b": {"examples": 7, "loss": None}},
+            "failures": 1,
+            "server_loss": None,
+        },
+    ]
+    newest = (await api.client.get(f"/usecases/{api.name}/rounds?limit=1")).json()
+    assert [row["round"] for row in newest["rounds"]] == [2]
+    snapshot = (await api.client.get(f"/dashboard/api/snapshot?usecase={api.name}")).json()
+    assert snapshot["rounds"] == body["rounds"]
+    other = (await api.client.get("/usecases/kdd-cup-99/rounds")).status_code
+    assert other in (200, 404)  # a use case that is no server has no rounds

@@ -19,6 +19,7 @@ from sklearn.metrics import accuracy_score
 from shared.clients.kafka import make_consumer, start_client
 from shared.records import KDDClassificationRecord
 from tests.integration.pipeline_helpers import (
+    InputPositions,
     make_kdd_usecase,
     run_producer,
     service,
@@ -64,28 +65,21 @@ async def read_outputs(bootstrap: str, topic: str, count: int, wait_s: float) ->
 
 def replay_references(lines: list[str], outputs: list[dict], models: dict[str, Any]) -> dict:
     """What each reference model predicts for each output after learning the records that the
-    predicting version had learnt (the output's offset minus its staleness)."""
+    predicting version had learnt (those below the output's offset minus its staleness)."""
     records = [KDDClassificationRecord.parse(line) for line in lines]
+    positions = InputPositions(outputs)
     learnt = 0
     expected: dict[str, list[Any]] = {name: [None] * len(outputs) for name in models}
-    order = sorted(range(len(outputs)), key=lambda i: offset_learnt(outputs[i]))
-    for index in order:
-        target = offset_learnt(outputs[index])
-        while learnt < target:
+    for index in sorted(range(len(outputs)), key=lambda i: positions.learnt(outputs[i])):
+        while learnt < positions.learnt(outputs[index]):
+            record = records[positions.line_of_learnt(learnt)]
             for model in models.values():
-                model.learn_one(records[learnt].values, records[learnt].targets[0])
+                model.learn_one(record.values, record.targets[0])
             learnt += 1
-        x = records[int(outputs[index]["id"].rsplit("/", 1)[1])].values
+        x = records[positions.line_of(outputs[index])].values
         for name, model in models.items():
             expected[name][index] = model.predict_one(x) if learnt else None
     return expected
-
-
-def offset_learnt(output: dict) -> int:
-    """Records of the partition the predicting version had learnt (0 before any version)."""
-    if output["model_version"] is None:
-        return 0
-    return int(output["id"].rsplit("/", 1)[1]) - output["staleness"]
 
 
 def scored(outputs: list[dict], predictions: list[Any]) -> float:
@@ -173,7 +167,8 @@ async def test_a_better_challenger_is_promoted_and_a_rollback_restores_the_champ
 
     async def produce(lines: list[str]) -> list[dict]:
         nonlocal produced
-        datafile.write_text("".join(lines))
+        with datafile.open("a") as source:  # the producer goes on after the lines it sent
+            source.writelines(lines)
         await asyncio.to_thread(run_producer, folder, env, log)
         produced += len(lines)
         outputs = await read_outputs(kafka_bootstrap, f"{unique}.outputs", produced, 60)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import mean_squared_error
 
 from services.federated.example import VARYING, generate
 from services.federated.state import ServerState, sync_redis
@@ -34,6 +35,7 @@ from shared.clients.influx import AioinfluxStore, InfluxDBError
 from shared.clients.redis import connect_redis
 from shared.config import ConnectionSettings
 from shared.modelstore import ModelStore
+from shared.wire.federated import RoundPhase, rounds_table
 from shared.wire.influx import RecordsMeasurement
 from tests.integration.pipeline_helpers import MODEL_SECRET, REPO, service_env
 
@@ -212,14 +214,25 @@ async def test_federated_model_beats_each_site_alone(
     assert federated_loss[0] < 0.5, (federated_loss, alone)
     assert min(alone.values()) > 1.0, alone
     state = ServerState(sync_redis(connections), server.name)
-    assert [entry["round"] for entry in state.history() if entry["phase"] == "fit"] == list(
+    assert [entry.round for entry in state.history() if entry.phase == "fit"] == list(
         range(1, rounds + 1)
     )
     assert np.isfinite(federated_loss[0])
+    # what the API and the dashboard show per round (shared.wire.federated.rounds_table)
+    table = rounds_table(state.history())
+    assert [row.round for row in table] == list(range(1, rounds + 1))
+    for row in table:  # every site trained on all its records in every round
+        examples = {client: figures.examples for client, figures in row.clients.items()}
+        assert examples == {folder.name: SITE_RECORDS for folder in sites}, row
+    for folder, site, model in zip(sites, VARYING, federated, strict=True):
+        xs, ys = read_csv(shares / f"site-{site}.csv")  # its loss: scikit-learn's MSE, by hand
+        predictions = [model.algorithm.predict_one(x) for x in xs]
+        expected = mean_squared_error(ys, predictions)
+        assert table[-1].clients[folder.name].loss == pytest.approx(expected, rel=1e-6)
 
 
-def fit_rounds(state: ServerState) -> list[dict]:
-    return [entry for entry in state.history() if entry["phase"] == "fit"]
+def fit_rounds(state: ServerState) -> list[RoundPhase]:
+    return [entry for entry in state.history() if entry.phase == "fit"]
 
 
 def training_calls(log: Path) -> int:
@@ -262,15 +275,15 @@ async def test_a_dead_client_does_not_block_a_round_and_a_restarted_server_resum
         killed_at = len(fit_rounds(state)) + 1  # the round under way
         await wait_for(lambda: len(fit_rounds(state)) >= killed_at, "the round it died in")
         cut = fit_rounds(state)[killed_at - 1]
-        assert {client["client"] for client in cut["clients"]} == {f.name for f in sites[:2]}
-        assert cut["failures"] == 1  # and the round went on with the two others
+        assert {client.client for client in cut.clients} == {f.name for f in sites[:2]}
+        assert cut.failures == 1  # and the round went on with the two others
 
         # it rejoins at a later round
         stack.enter_context(process(["train", str(sites[2])], env, victim_log))
 
         def rejoined() -> bool:
             return any(
-                sites[2].name in {client["client"] for client in entry["clients"]}
+                sites[2].name in {client.client for client in entry.clients}
                 for entry in fit_rounds(state)[killed_at:]
             )
 
@@ -287,7 +300,7 @@ async def test_a_dead_client_does_not_block_a_round_and_a_restarted_server_resum
         await wait_for(
             lambda: (state.load() or saved).round == rounds, f"round {rounds}", seconds=120
         )
-    numbers = [entry["round"] for entry in fit_rounds(state)]
+    numbers = [entry.round for entry in fit_rounds(state)]
     # before the kill: 1..done; after: from the saved round on, never from 1 again
     assert numbers[:done] == list(range(1, done + 1))
     assert numbers[done:] == list(range(saved.round + 1, rounds + 1))

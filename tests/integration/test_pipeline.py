@@ -7,6 +7,8 @@ import collections
 import os
 import signal
 
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from river import metrics, tree
 
 from shared.clients.kafka import ensure_topics, make_consumer, make_producer, send, start_client
@@ -15,6 +17,7 @@ from shared.modelstore import ModelStore
 from shared.records import KDDClassificationRecord
 from tests.integration.pipeline_helpers import (
     MODEL_SECRET,
+    InputPositions,
     collect_outputs,
     kdd_slice,
     make_kdd_usecase,
@@ -30,23 +33,18 @@ ROWS = 20_000
 def river_predictions_at(path, outputs: list[dict]) -> dict[str, object]:
     """The outside reference: for each output, what River's own Hoeffding tree predicts for its
     record after learning exactly the records its version had learnt (`offset - staleness` of
-    them, in the file's order). Keyed by record id."""
+    the input's offsets, in the file's order). Keyed by record id."""
     records = [KDDClassificationRecord.parse(line) for line in path.read_text().splitlines()]
+    positions = InputPositions(outputs)
     model, learnt, expected = tree.HoeffdingTreeClassifier(), 0, {}
-    for output in sorted(outputs, key=lambda o: learnt_before(o)):
-        while learnt < learnt_before(output):
-            model.learn_one(records[learnt].values, records[learnt].targets[0])
+    for output in sorted(outputs, key=positions.learnt):
+        while learnt < positions.learnt(output):
+            record = records[positions.line_of_learnt(learnt)]
+            model.learn_one(record.values, record.targets[0])
             learnt += 1
-        offset = int(output["id"].rsplit("/", 1)[1])
-        prediction = model.predict_one(records[offset].values) if learnt else None
-        expected[output["record_id"]] = prediction
+        x = records[positions.line_of(output)].values
+        expected[output["record_id"]] = model.predict_one(x) if learnt else None
     return expected
-
-
-def learnt_before(output: dict) -> int:
-    """How many records of the (single) partition the predicting version had learnt."""
-    offset = int(output["id"].rsplit("/", 1)[1])
-    return offset - output["staleness"] if output["staleness"] is not None else 0
 
 
 def river_prequential_accuracy(path, warm_up: int) -> float:
@@ -115,27 +113,58 @@ async def wait_for_versions(store: ModelStore, learned: int, wait_s: float) -> l
     return versions
 
 
-async def test_a_killed_launcher_leaves_no_record_without_output(
+async def test_a_launcher_killed_mid_stream_leaves_no_record_without_output_nor_any_twice(
     tmp_path, data_dir, kafka_bootstrap, unique
 ):
+    """SIGKILL while provably mid-stream: the group's committed input offset is above 0 and
+    below the input's end when the launcher is killed, and still is afterwards (no commit of
+    the dead launcher landed later). A second launcher finishes; outputTopic, read
+    (read_committed) to its end offsets with every message counted, holds one output per
+    record."""
     rows = 8_000
     datafile = kdd_slice(data_dir, rows, tmp_path / "kdd.csv")
-    folder = make_kdd_usecase(tmp_path, unique, datafile)
+    folder = make_kdd_usecase(tmp_path, unique, datafile, extra="max.poll.records=200\n")
     env = service_env(unique)
     log = tmp_path / "services.log"
     expected = {f"kdd:{line}" for line in range(1, rows + 1)}
-    with service("launch", folder, env, log) as launcher:
-        await asyncio.to_thread(run_producer, folder, env, log)
-        outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", {"kdd:500"}, 60)
-        assert outputs, log.read_text()[-3000:]
-        os.kill(launcher.pid, signal.SIGKILL)
-        launcher.wait()
-    before = len({output["record_id"] for output in outputs})
-    with service("launch", folder, env, log):
-        outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 120)
-    ids = {output["record_id"] for output in outputs}
-    assert expected - ids == set(), log.read_text()[-3000:]
-    assert before < rows  # the kill really happened mid-stream
+    await asyncio.to_thread(run_producer, folder, env, log)  # the whole input, committed
+    end = await input_end(kafka_bootstrap, unique)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await start_client(admin, kafka_bootstrap)
+    try:
+        with service("launch", folder, env, log) as launcher:
+            async with asyncio.timeout(120):
+                while not 0 < (at_kill := await committed(admin, unique)) < end:
+                    assert launcher.poll() is None, log.read_text()[-3000:]
+                    await asyncio.sleep(0.01)  # polling the broker: no event to wait on
+            os.kill(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+        after_kill = await committed(admin, unique)
+        with service("launch", folder, env, log):
+            outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 120)
+    finally:
+        await admin.close()
+    assert 0 < at_kill <= after_kill < end  # killed mid-stream, proven after the fact too
+    ids = collections.Counter(output["record_id"] for output in outputs)
+    assert expected - set(ids) == set(), log.read_text()[-3000:]
+    assert [rid for rid, count in ids.items() if count > 1] == []
+    assert len(outputs) == rows
+
+
+async def committed(admin: AIOKafkaAdminClient, usecase: str) -> int:
+    """The launchers' committed offset of the (one-partition) input topic."""
+    offsets = await admin.list_consumer_group_offsets(f"streamer-{usecase}")
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == usecase)
+
+
+async def input_end(bootstrap: str, topic: str) -> int:
+    consumer = make_consumer(bootstrap, None)
+    await start_client(consumer, bootstrap)
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, 0)])
+    finally:
+        await consumer.stop()
+    return sum(ends.values())
 
 
 async def test_malformed_lines_go_to_the_dead_letter_topic_with_their_reason(

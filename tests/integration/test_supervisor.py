@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from services.supervisor import ChildSpec, RestartPolicy, State, Supervisor
+from services.supervisor import ChildSpec, HeartbeatProbe, RestartPolicy, State, Supervisor
+from shared.clients.redis import connect_redis
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,6 +84,24 @@ while True:
 """,
     "always_fail.py": """
 sys.exit(7)
+""",
+    # runs until killed, never saying it is ready (healthy)
+    "silent.py": """
+while True:
+    time.sleep(60)
+""",
+    # a service's real heartbeat in Redis (shared/heartbeat.py), then runs until killed
+    "beating.py": """
+import asyncio
+from shared.clients.redis import connect_redis
+from shared.config import ConnectionSettings
+from shared.heartbeat import Heartbeat
+async def main():
+    redis = connect_redis(ConnectionSettings())
+    await Heartbeat(redis, name, ["supervised"]).start()
+    ready()
+    await asyncio.sleep(3600)
+asyncio.run(main())
 """,
 }
 
@@ -461,3 +480,93 @@ async def test_a_log_file_gets_every_line_while_the_output_stays_as_it_was(scrip
     output = (scripts / "runner.log").read_text()
     assert '{"level": "info", "logger": "api", "msg": "hello", "n": 1}' in output
     assert "plain line of trainer" in output
+
+
+def ready_file_probe(folder: Path):
+    """A child is healthy once its script said it is ready (wrote its pid)."""
+
+    async def probe(service: str, pid: int) -> bool:
+        path = folder / f"{service}.pid"
+        return path.exists() and path.read_text() == str(pid)
+
+    return probe
+
+
+async def kill_when(child, condition, what: str) -> None:
+    """SIGKILL the child's current process once `condition(child)` holds."""
+    await wait_for(lambda: child.state is State.RUNNING and condition(child), what=what)
+    os.kill(child.pid, signal.SIGKILL)
+    pid = child.pid
+    await wait_for(lambda: child.pid != pid or child.state is not State.RUNNING, what="exit")
+
+
+async def test_a_child_killed_again_and_again_after_being_healthy_is_never_given_up(
+    scripts, caplog
+):
+    """Six quick SIGKILLs in a row, each once the child was healthy: six restarts, each after
+    the base delay, where quick failures without health give up after three."""
+    caplog.set_level(logging.INFO, "supervisor")
+    policy = RestartPolicy(base_delay_s=0.2, factor=2, max_quick_failures=3, quick_run_s=60)
+    supervisor = Supervisor(
+        [spec(scripts, "launcher", "recorder.py", heartbeat="launcher")],
+        policy=policy,
+        probe=ready_file_probe(scripts),
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(supervisor.run(stop))
+    (child,) = supervisor.children
+    for kill in range(6):
+        await kill_when(child, lambda c: c.healthy, f"healthy run {kill + 1}")
+        await wait_for(lambda k=kill: child.restarts == k + 1, what=f"restart {kill + 1}")
+    await wait_for(lambda: child.healthy, what="the last run to be healthy")
+    assert child.state is State.RUNNING
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 6
+    assert all("killed by SIGKILL" in w and "(it had been healthy)" in w for w in warnings)
+    assert all(w.endswith("next attempt in 0.2 s") for w in warnings)
+    stop.set()
+    assert await running == 0
+
+
+async def test_a_child_killed_before_it_was_ever_healthy_is_given_up(scripts, caplog):
+    caplog.set_level(logging.INFO, "supervisor")
+    policy = RestartPolicy(base_delay_s=0.1, factor=2, max_quick_failures=3, quick_run_s=60)
+    supervisor = Supervisor(
+        [spec(scripts, "launcher", "silent.py", heartbeat="launcher")],
+        policy=policy,
+        probe=ready_file_probe(scripts),
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(supervisor.run(stop))
+    (child,) = supervisor.children
+    for kill in range(3):
+        await kill_when(child, lambda c: not c.healthy, f"run {kill + 1}")
+    await wait_for(lambda: child.state is State.FAILED, what="the launcher to be given up")
+    assert "giving up after 3 quick failures in a row" in caplog.text
+    stop.set()
+    await running
+
+
+async def test_health_is_the_childs_own_heartbeat_in_redis(scripts, connections, caplog):
+    """The probe of `streamer run` reads the heartbeat of the child's pid: a child killed
+    four times, each after its heartbeat said running, is restarted each time."""
+    caplog.set_level(logging.INFO, "supervisor")
+    probe = HeartbeatProbe(connect_redis(connections))
+    policy = RestartPolicy(base_delay_s=0.1, factor=2, max_quick_failures=2, quick_run_s=60)
+    supervisor = Supervisor(
+        [spec(scripts, "launcher", "beating.py", heartbeat="launcher")],
+        policy=policy,
+        probe=probe,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(supervisor.run(stop))
+    (child,) = supervisor.children
+    try:
+        for kill in range(4):
+            await kill_when(child, lambda c: c.healthy, f"healthy run {kill + 1}")
+        await wait_for(lambda: child.restarts == 4 and child.healthy, what="a fifth healthy run")
+        assert "launcher is healthy (its heartbeat says running)" in caplog.text
+    finally:
+        stop.set()
+        await running
+        await probe.close()

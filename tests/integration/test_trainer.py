@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -310,7 +311,8 @@ async def test_a_retrain_refits_on_the_stored_window_and_streaming_goes_on_from_
             await case.predicted_up_to(1500)
             resumed = await wait_until(lambda: _at(case, 1500))
         assert retrained["records_learned"] == 300  # training.maxdata most recent records
-        assert retrained["reason"] == "alert: accuracy" and retrained["checkpoint"] is True
+        # an API-style request locates no change: since-change (the default) serves it as window
+        assert retrained["reason"] == "alert: accuracy (window)" and retrained["checkpoint"]
         assert retrained["positions"] == {f"{unique}/0": 1000}  # the window's end
         assert resumed["records_learned"] == 300 + 500
         assert trainer.counters.requests == 1
@@ -322,6 +324,115 @@ async def test_a_retrain_refits_on_the_stored_window_and_streaming_goes_on_from_
         for line in case.lines[1500:]:
             x = KDDClassificationRecord.parse(line).values
             assert loaded.algorithm.predict_one(x) == reference.predict_one(x)
+
+
+def river_tree_on(lines: list[str]) -> tree.HoeffdingTreeClassifier:
+    model = tree.HoeffdingTreeClassifier()
+    for line in lines:
+        record = KDDClassificationRecord.parse(line)
+        model.learn_one(record.values, record.targets[0])
+    return model
+
+
+async def assert_predicts_like(case: Case, reference: tree.HoeffdingTreeClassifier) -> None:
+    loaded = await case.store.load()
+    assert loaded is not None and loaded.algorithm is not None
+    for line in case.lines[1500:]:
+        x = KDDClassificationRecord.parse(line).values
+        assert loaded.algorithm.predict_one(x) == reference.predict_one(x)
+
+
+@pytest.mark.parametrize(
+    ("algs", "since", "first_learnt"),
+    [
+        ("", 700, 700),  # since-change: from the located change
+        ("retrain.min-records=200\n", 950, 800),  # too few after it: 200 before the newest
+        ("retrain.strategy=reset\n", 700, 1000),  # a fresh model from the current positions
+    ],
+)
+async def test_a_retrain_learns_a_fresh_model_from_the_located_change_then_goes_on(
+    tmp_path, data_dir, connections, unique, algs, since, first_learnt
+):
+    """The alert's request says where the change began (input offset); the fresh model learns
+    from there, from Kafka, publishes its first version (a retrain, a checkpoint) once it learnt
+    as far as the model it replaces, and keeps learning as records arrive. It predicts exactly
+    as River's tree trained on the same records (the outside reference)."""
+    async with kdd_case(
+        tmp_path, data_dir, connections, unique, 2000, PUBLISH_OFTEN + algs
+    ) as case:
+        await case.produce(0, 1000)
+        await case.predicted_up_to(1000)
+        async with running(case.usecase) as trainer:
+            await wait_until(lambda: _at(case, 1000))
+            await request_training(
+                case.redis,
+                unique,
+                "alert: accuracy",
+                "evaluator",
+                since=json.dumps({f"{unique}/0": since}),
+            )
+            if first_learnt < 1000:
+                retrained = await wait_until(lambda: _with_mode(case, "retrain"))
+                assert retrained["positions"] == {f"{unique}/0": 1000}  # not behind the old one
+                assert retrained["records_learned"] == 1000 - first_learnt
+                assert retrained["checkpoint"] is True
+            await case.produce(1000, 1500)
+            await case.predicted_up_to(1500)
+            resumed = await wait_until(lambda: _at(case, 1500))
+            versions = await case.store.versions()
+        strategy = "reset" if "reset" in algs else "since-change"
+        (retrain,) = [v for v in versions if v["mode"] == "retrain"]
+        assert retrain["reason"] == f"alert: accuracy ({strategy})"
+        assert resumed["records_learned"] == 1500 - first_learnt
+        assert trainer.counters.requests == 1
+        await assert_predicts_like(case, river_tree_on(case.lines[first_learnt:1500]))
+
+
+async def test_a_second_request_for_the_same_change_is_not_retrained_again(
+    tmp_path, data_dir, connections, unique
+):
+    """An alert that outlasts its cooldown asks again, for the change it located before: the
+    model already learns from there, starting it over would only lose what it learnt since."""
+    async with kdd_case(tmp_path, data_dir, connections, unique, 2000, PUBLISH_OFTEN) as case:
+        await case.produce(0, 1000)
+        await case.predicted_up_to(1000)
+        since = json.dumps({f"{unique}/0": 600})
+        async with running(case.usecase) as trainer:
+            await wait_until(lambda: _at(case, 1000))
+            await request_training(case.redis, unique, "alert: accuracy", "evaluator", since=since)
+            await wait_until(lambda: _with_mode(case, "retrain"))
+            await request_training(case.redis, unique, "alert: accuracy", "evaluator", since=since)
+            await wait_until(lambda: _requests_read(trainer, 2))
+            await case.produce(1000, 1500)
+            await case.predicted_up_to(1500)
+            resumed = await wait_until(lambda: _at(case, 1500))
+            versions = await case.store.versions()
+        assert [v["mode"] for v in versions].count("retrain") == 1
+        assert resumed["records_learned"] == 900
+        await assert_predicts_like(case, river_tree_on(case.lines[600:1500]))
+
+
+async def _requests_read(trainer: Trainer, count: int) -> bool:
+    return trainer.counters.requests >= count
+
+
+async def test_a_batch_model_refits_on_the_stored_records_from_the_located_change(
+    tmp_path, data_dir, connections, unique
+):
+    algs = "training.interval=-1\ntraining.maxdata=-1\nalgorithm.max_depth=4\n"
+    async with kdd_case(tmp_path, data_dir, connections, unique, 1000, algs) as case:
+        (case.folder / "algs.props").write_text(
+            f"algorithm=sklearn.tree.DecisionTreeClassifier\n{algs}"
+        )
+        usecase = load_usecase(case.folder, case.usecase.connections)
+        await case.store_records(0, 1000)
+        await case.predicted_up_to(1000)
+        since = json.dumps({f"{unique}/0": 640})
+        await request_training(case.redis, unique, "alert: accuracy", "evaluator", since=since)
+        async with running(usecase):
+            retrained = await wait_until(lambda: _with_mode(case, "retrain"))
+        assert retrained["records_learned"] == 360
+        assert retrained["reason"] == "alert: accuracy (since-change)"
 
 
 async def _with_mode(case: Case, mode: str) -> dict[str, Any] | None:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConnectionSettings, DetectorName, ProducerType, load_usecase
+from shared.config import (
+    ConnectionSettings,
+    DetectorName,
+    ProducerType,
+    RetrainStrategy,
+    load_usecase,
+)
 from shared.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +56,8 @@ def test_minimal_usecase_gets_typed_values_and_the_original_defaults(tmp_path):
     assert usecase.streaming.online_train is True
     assert usecase.streaming.reading_time_interval == 100
     assert usecase.algs.training_maxdata == -1
+    assert usecase.algs.retrain_strategy is RetrainStrategy.SINCE_CHANGE
+    assert usecase.algs.retrain_min_records == 200
     assert usecase.monitoring is None
     assert usecase.group_id == "streamer-uc"
     assert usecase.warnings == ()
@@ -258,6 +266,18 @@ def test_monitoring_cross_key_rules(tmp_path):
         "monitoring.props: threshold.threshold: required when detector=ThresholdDetector",
         "monitoring.props:3: threshold.robustness: needs 1 value or one per metric (2), got 3",
     ]
+
+
+def test_retrain_strategies_and_the_challenger_that_does_not_exist_yet(tmp_path):
+    folder = make_usecase(tmp_path, algs=ALGS + "retrain.strategy=reset\nretrain.min-records=50\n")
+    usecase = load_usecase(folder, settings(tmp_path))
+    assert usecase.algs.retrain_strategy is RetrainStrategy.RESET
+    assert usecase.algs.retrain_min_records == 50
+    folder = make_usecase(tmp_path, algs=ALGS + "retrain.strategy=challenger\n", name="uc2")
+    with pytest.raises(ConfigError) as error:
+        load_usecase(folder, settings(tmp_path))
+    (message,) = messages(error, folder)
+    assert message.startswith("algs.props:2: retrain.strategy: challenger is not available yet")
 
 
 def test_each_cusum_detector_reads_its_own_robustness_key(tmp_path):

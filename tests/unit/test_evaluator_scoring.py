@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiokafka.structs import ConsumerRecord
 
+from services.evaluator.origins import ORIGIN_EVALUATIONS, InputOrigins, change_origin
 from services.evaluator.scoring import InputHighWater, Scorer, records_per_second
 from shared.config import MonitoringConfig
 from shared.metrics.evaluation import MetricSet
@@ -14,10 +15,15 @@ from shared.wire.kafka import Output, Timings
 
 
 def output(
-    offset: int, target: str, prediction: str | None, produced: int = 1000
+    offset: int,
+    target: str,
+    prediction: str | None,
+    produced: int = 1000,
+    input_partition: int = 0,
+    input_offset: int | None = None,
 ) -> ConsumerRecord:
     value = Output(
-        id=f"in/0/{offset}",
+        id=f"in/{input_partition}/{offset if input_offset is None else input_offset}",
         record_id=f"s:{offset}",
         usecase="uc",
         source="s",
@@ -62,18 +68,21 @@ def test_undefined_metrics_stay_undefined():
     assert result.outputs and result.views["batch"]["accuracy"] is None
 
 
-def test_the_detector_watches_the_monitored_metric_and_alerts_after_robustness():
-    config = MonitoringConfig.model_validate(
+def accuracy_below(threshold: float, robustness: int) -> MonitoringConfig:
+    return MonitoringConfig.model_validate(
         {
             "metrics": "Accuracy",
             "detector": "ThresholdDetector",
-            "threshold.robustness": "2",
-            "threshold.threshold": "0.8",
+            "threshold.robustness": str(robustness),
+            "threshold.threshold": str(threshold),
             "threshold.threshold.alert-if-greater": "false",
             "threshold.threshold.abs": "false",
         }
     )
-    detector = build_detector(config, "uc")
+
+
+def test_the_detector_watches_the_monitored_metric_and_alerts_after_robustness():
+    detector = build_detector(accuracy_below(0.8, robustness=2), "uc")
     subject = scorer(detector=detector, monitored={"Accuracy": "accuracy"})
     offset = 0
 
@@ -108,3 +117,42 @@ def test_throughput_is_measured_between_evaluations_not_assumed_from_the_batch_w
     assert records_per_second(1000, 14_000, 10_000, first_window_s=0.2) == 250.0
     assert records_per_second(1000, 14_000, None, first_window_s=0.2) == 5000.0
     assert records_per_second(50, 10_000, 10_000, first_window_s=0.5) == 100.0  # same ms
+
+
+def test_an_alert_locates_its_change_in_the_input_partitions():
+    """Two input partitions, 10 outputs of each per evaluation (input offsets with gaps: a
+    transaction marker takes one); accuracy falls from evaluation 3: the change begins after
+    the last input offsets scored before evaluation 3."""
+    detector = build_detector(accuracy_below(0.8, robustness=2), "uc")
+    subject = scorer(detector=detector, monitored={"Accuracy": "accuracy"})
+    out_offset, next_input = 0, {0: 0, 1: 100}
+    for evaluation in range(1, 5):
+        messages = []
+        for partition in (0, 1):
+            for index in range(10):
+                prediction = "a" if evaluation < 3 or index < 2 else "b"
+                messages.append(
+                    output(out_offset, "a", prediction, 1000, partition, next_input[partition])
+                )
+                out_offset += 1
+                next_input[partition] += 1
+            next_input[partition] += 1  # the marker of the block's transaction
+        subject.evaluate(messages, evaluation)
+    assert detector.alert and change_origin(detector) == 3
+    # the offset after the last one scored before evaluation 3: the marker, 21 (a reader seeking
+    # there gets 22 first), not evaluation 2's last record
+    assert subject.views.origins.since(3) == {"in/0": 21, "in/1": 121}
+    assert subject.views.origins.since(1) == {"in/0": 0, "in/1": 100}  # first seen there
+
+
+def test_input_origins_are_bounded_and_clamp_older_evaluations_to_the_oldest_kept():
+    origins = InputOrigins()
+    assert origins.since(1) == {}
+    for evaluation in range(1, ORIGIN_EVALUATIONS + 11):
+        origins.note(evaluation, {"in/0": 10 * evaluation - 1}, {"in/0": 10 * evaluation})
+    assert len(origins.by_evaluation) == ORIGIN_EVALUATIONS
+    assert origins.since(11) == {"in/0": 110}
+    assert origins.since(3) == origins.since(11)  # forgotten: the oldest kept
+    assert origins.since(10**6) == {"in/0": 10 * (ORIGIN_EVALUATIONS + 10)}
+    origins.note(10**6, {}, {"in/1": 7})  # a partition first seen: its first scored offset
+    assert origins.since(10**6) == {"in/1": 7}

@@ -97,3 +97,15 @@ def test_non_finite_counters_are_null_in_json_and_kept_in_python():
     (found,) = instances_of([beat("evaluator", "e-1", ["x"], counters={"x": {"p": math.nan}})], NOW)
     assert json.loads(found.model_dump_json())["counters"] == {"x": {"p": None}}
     assert math.isnan(found.counters["x"]["p"])
+
+
+def test_an_instance_in_an_outage_is_up_and_its_outage_is_listed():
+    """It runs and retries, and restarting it would not help: up, status ok, outage shown."""
+    away = {"Kafka": "delivering outputs: failing since 2026-01-01T00:00:00+00:00: timeout"}
+    beats = [beat("launcher", "h-1", ["x"], outages=away), beat("trainer", "t-1", ["x"])]
+    health = check_health(beats, ["x"], ["launcher", "trainer"], NOW)
+    launcher, trainer = health.checks
+    assert health.status == "ok" and health.problems == []
+    assert (launcher.up, launcher.outages, trainer.outages) == (True, away, {})
+    assert health.outages == [f"launcher h-1: Kafka away ({away['Kafka']})"]
+    assert health.instances[0].outages == away

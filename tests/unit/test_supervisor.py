@@ -187,3 +187,23 @@ def test_a_federated_server_runs_federate_server_only():
     assert server.argv == ("py", "-m", "services.cli", "federate", "server", "fed-srv")
     assert server.done_on_success  # its rounds done, it is finished, not crashed
     assert all("fed-srv" not in spec.argv for spec in commands if spec is not server)
+
+
+def test_a_child_that_had_been_healthy_starts_a_new_streak_however_quick_its_run():
+    """Killed ten times, each after it became healthy: restarted each time after the base
+    delay; the same quick ends without health give up at the fifth."""
+    healthy, streak = [], 0
+    for _ in range(10):
+        decision = POLICY.decide(-signal.SIGKILL, 2.0, streak, healthy=True)
+        healthy.append(decision)
+        streak = decision.streak
+    assert {(d.action, d.delay_s, d.streak) for d in healthy} == {(Action.RESTART, 1, 1)}
+    never = run_of_crashes(POLICY, [(-signal.SIGKILL, 2.0)] * 5)
+    assert never[-1].action is Action.GIVE_UP
+
+
+def test_every_pipeline_service_is_known_healthy_by_its_heartbeat():
+    specs = pipeline_commands(["uc"], 8000, ["uc"])
+    assert {spec.name: spec.heartbeat for spec in specs} == {
+        name: name for name in ("producer", "launcher", "trainer", "evaluator", "api")
+    }

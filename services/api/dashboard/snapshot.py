@@ -37,6 +37,8 @@ SOURCE_TIMEOUT_S = 5.0
 #: A delta re-reads this much before the newest bucket: writes arrive late (sink buffers).
 LOOKBACK_MS = 10_000
 MAX_EVENTS = 500
+#: Federated rounds shown (a server use case).
+MAX_ROUNDS = 20
 #: The trainer publishes a `stream` version about every second: as events they would drown
 #: the others, so only versions of another mode (retrain, classical, offline...) are events.
 QUIET_MODES = ("stream",)
@@ -112,7 +114,8 @@ class Dashboard:
         published), `serving` (service -> the newest version its running instances use) and
         `launchers` (launcher instance -> its version). `services`: one row per instance
         (shared.health.UseCaseService). `leaderboard` (null without challengers): see
-        `leaderboard_panel`; its `series` are deltas like the metrics'.
+        `leaderboard_panel`; its `series` are deltas like the metrics'. `rounds` (empty but
+        for a federated server): its newest rounds, oldest first (shared.wire.federated.RoundRow).
         """
         now_ms = int(time.time() * 1000)
         bucket_ms = max(1000, (window_s * 1000 // MAX_POINTS) // 1000 * 1000)
@@ -121,7 +124,7 @@ class Dashboard:
         start_ms -= start_ms % bucket_ms
         status: dict[str, dict[str, Any]] = {}
         sources = self.sources
-        metrics, board, batches, alerts, redis_part = await asyncio.gather(
+        metrics, board, batches, alerts, redis_part, rounds = await asyncio.gather(
             _guard(status, "influxdb", sources.metric_buckets(usecase, start_ms, bucket_ms), []),
             _guard(status, "influxdb", self._leaderboard(usecase, start_ms, bucket_ms), None),
             _guard(
@@ -133,6 +136,7 @@ class Dashboard:
             # events are few: always the whole window, so a late-indexed alert is not missed
             _guard(status, "elasticsearch", sources.alerts(usecase, window_start, MAX_EVENTS), []),
             _guard(status, "redis", self._redis_part(usecase, window_start), None),
+            _guard(status, "redis", sources.federated_rounds(usecase, MAX_ROUNDS), []),
         )
         services, model, events, outputs = redis_part or ([], None, [], None)
         if batches and batches["present"]:
@@ -157,6 +161,7 @@ class Dashboard:
             "events": events[-MAX_EVENTS:],
             "model": model,
             "leaderboard": leaderboard_panel(board, model),
+            "rounds": [row.model_dump() for row in rounds],
             "services": [row.model_dump() for row in services],
             "sources": status,
         }

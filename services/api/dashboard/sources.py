@@ -33,6 +33,7 @@ from shared.config.settings import ConnectionSettings
 from shared.health import InstanceHealth, instances_of
 from shared.heartbeat import read_heartbeats
 from shared.sinks.elastic import DEFAULT_PREFIX
+from shared.wire.federated import RoundRow, read_rounds
 from shared.wire.influx import (
     LeaderboardMeasurement,
     MetricPoint,
@@ -140,6 +141,10 @@ class Sources:
             return meta or ModelMeta(version=latest)
         newest = await read_published(self.redis, usecase, newest=1)
         return newest[0].meta if newest else None
+
+    async def federated_rounds(self, usecase: str, newest: int) -> list[RoundRow]:
+        """A federated server's newest rounds (none for other use cases)."""
+        return await read_rounds(self.redis, usecase, newest)
 
     # ---- InfluxDB --------------------------------------------------------------------------
 

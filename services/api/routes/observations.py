@@ -23,10 +23,12 @@ from services.api.models import (
     MetricSeries,
     MetricValue,
     Models,
+    Rounds,
 )
 from shared.clients.influx import AioinfluxStore, InfluxDBError
 from shared.errors import ServiceUnavailableError
 from shared.metrics.evaluation import VIEWS
+from shared.wire.federated import read_rounds
 from shared.wire.influx import MetricsMeasurement
 from shared.wire.store import latest_version, read_published
 
@@ -101,6 +103,18 @@ async def models(
         latest = None
     versions = [found.meta for found in reversed(published)]
     return Models(usecase=entry.name, latest=latest, versions=versions)
+
+
+@router.get("/{name}/rounds", response_model=Rounds, responses=NOT_FOUND)
+async def rounds(
+    entry: KnownEntry,
+    redis: RedisClient,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> Rounds:
+    """A federated server's newest rounds (`streamer federate server`), oldest first: each
+    client's training records and loss on its own records, the failures, the server's held-out
+    loss. Empty for a use case that is not a federated server."""
+    return Rounds(usecase=entry.name, rounds=await read_rounds(redis, entry.name, limit))
 
 
 class InfluxReader:

@@ -45,7 +45,7 @@
   // What tests (and curious users, in the console) can read.
   const dashboard = (window.dashboard = {
     usecase: null, mode: null, updates: 0, full: 0, streams: 0, points: {}, markers: 0,
-    model: null, services: [], leaderboard: null,
+    model: null, services: [], leaderboard: null, rounds: [],
   });
 
   function emptyMetrics() {
@@ -329,6 +329,34 @@
     chart.querySelector(".metric").textContent = board.metric;
   }
 
+  // A federated server: each client's training records and loss on its own records, per round.
+  function renderRounds(rounds) {
+    dashboard.rounds = rounds;
+    const section = $("#rounds");
+    section.hidden = !rounds.length;
+    if (!rounds.length) return;
+    const clients = [...new Set(rounds.flatMap((row) => Object.keys(row.clients)))].sort();
+    const head = [element("th", "round")];
+    for (const client of clients) {
+      head.push(element("th", `${client} records`), element("th", `${client} loss`));
+    }
+    head.push(element("th", "failures"), element("th", "server loss"));
+    section.querySelector("thead tr").replaceChildren(...head);
+    const body = [...rounds].reverse().map((row) => {
+      const tr = element("tr");
+      tr.dataset.round = row.round;
+      tr.append(element("td", String(row.round), "num"));
+      for (const client of clients) {
+        const score = row.clients[client] || {};
+        tr.append(element("td", fmt(score.examples), "num"), element("td", fmt(score.loss), "num"));
+      }
+      tr.append(element("td", String(row.failures), "num"), element("td", fmt(row.server_loss), "num"));
+      return tr;
+    });
+    section.querySelector("tbody").replaceChildren(...body);
+    $("#rounds-note").textContent = `last completed: ${rounds[rounds.length - 1].round}`;
+  }
+
   function renderServices(services) {
     dashboard.services = services;
     const rows = services.map((service) => {
@@ -427,6 +455,7 @@
     state.events = state.events.filter((event) => event.time >= from);
 
     renderLeaderboard(board || null);
+    renderRounds(snapshot.rounds || []);
     drawAll();
     renderModel(snapshot.model);
     renderServices(snapshot.services || []);
