@@ -73,6 +73,7 @@ def test_every_index_is_declared():
         "alerts",
         "models",
         "predictions",
+        "reliability",
     }
 
 
