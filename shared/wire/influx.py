@@ -487,7 +487,8 @@ class ReliabilityMeasurement:
 
     async def latest(self, store: QueryRunner, view: str | None = None) -> list[ReliabilityRow]:
         """The newest table of each (view, metric): the bins its last evaluation wrote (a bin
-        the window view emptied since is left out), lowest first."""
+        the window view emptied since is left out), lowest first. An evaluation's points share
+        its time, which also orders evaluations of an evaluator that started again from 1."""
         where = f' WHERE "view" = {quote_string(view)}' if view else ""
         rows = await store.query(
             f"SELECT * FROM {quote_identifier(self.name)}{where} "
@@ -497,9 +498,9 @@ class ReliabilityMeasurement:
         newest: dict[tuple[str, str], int] = {}
         for row in found:
             key = (row.view, row.metric)
-            newest[key] = max(newest.get(key, row.evaluation), row.evaluation)
+            newest[key] = max(newest.get(key, row.time_ms), row.time_ms)
         return sorted(
-            (row for row in found if row.evaluation == newest[(row.view, row.metric)]),
+            (row for row in found if row.time_ms == newest[(row.view, row.metric)]),
             key=lambda row: (row.view, row.metric, row.bin),
         )
 
