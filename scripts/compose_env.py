@@ -3,7 +3,9 @@
     python3 scripts/compose_env.py compose/.env USECASES=kdd-cup-99 STREAMER_DATA_DIR=/abs/data
 
 Secrets missing from the file are generated (never a default password); settings given as
-KEY=VALUE arguments replace theirs; every other line is kept as written. The file is written
+KEY=VALUE arguments replace theirs; every other line is kept as written. With USECASES,
+COMPOSE_PROFILES is set too: `federated` when one of them is a federated server (its
+federated.props has no server.address), which starts the `federate` service. The file is written
 atomically, readable by its owner only. Standard library only: `make up` runs it before any
 virtualenv exists. Prints the names (never the values) of what it generated.
 """
@@ -44,6 +46,8 @@ SECRETS: dict[str, Callable[[], str]] = {
     "KAFKA_CLUSTER_ID": _kafka_cluster_id,
 }
 _ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
+#: A federated.props line that makes its use case a client (props: `key=v`, `key: v`, `key v`).
+_CLIENT = re.compile(r"^\s*server\.address\s*[=:\s]", re.MULTILINE)
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_./:,@%+=-]*$")
 
 
@@ -82,6 +86,15 @@ def update(text: str, settings: Mapping[str, str]) -> tuple[str, list[str]]:
     return "\n".join(lines) + "\n", generated
 
 
+def profiles_for(usecases: str, usecases_dir: Path) -> str:
+    """The Compose profiles the use cases need: `federated` when one is a federated server."""
+    for name in filter(None, (item.strip() for item in usecases.split(","))):
+        props = usecases_dir / name / "federated.props"
+        if props.is_file() and not _CLIENT.search(props.read_text()):
+            return "federated"
+    return ""
+
+
 def write_env_file(path: Path, settings: Mapping[str, str]) -> list[str]:
     """Apply `update` to the file at `path` (created if missing), atomically, mode 0600."""
     text = path.read_text() if path.exists() else ""
@@ -104,6 +117,9 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     settings = dict(item.split("=", 1) for item in argv[1:])
+    if "USECASES" in settings:
+        usecases_dir = Path(__file__).resolve().parents[1] / "usecases"
+        settings["COMPOSE_PROFILES"] = profiles_for(settings["USECASES"], usecases_dir)
     try:
         generated = write_env_file(Path(argv[0]), settings)
     except (OSError, ValueError) as error:

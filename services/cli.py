@@ -127,12 +127,33 @@ def _serve(
     if check:
         _check(service)
     configure_logging()
-    loaded = _load_all(refs or [])
+    loaded = _for_service(_load_all(refs or []), service)
     runner = importlib.import_module(module)
     try:
         asyncio.run(runner.run(loaded, **options))
     except StreamerError as error:
         raise _fail(error) from None
+
+
+def _for_service(loaded: list[UseCase], service: str) -> list[UseCase]:
+    """The use cases `service` runs for: a federated server's only with `federate`, every
+    other one with the pipeline's services (one list of use cases, as Compose passes it, serves
+    every container). Exits 2 when none is left, naming what is missing."""
+    servers = service == "federate"
+    kept = [usecase for usecase in loaded if usecase.is_federated_server == servers]
+    if not kept:
+        names = ", ".join(usecase.name for usecase in loaded)
+        wanted = "a federated server use case (federated.props without server.address)"
+        if not servers:
+            wanted = (
+                "a use case that is not a federated server (those run `streamer federate server`)"
+            )
+        err.print(f"[bold red]error:[/] {service}: {names}: none is {wanted}")
+        raise typer.Exit(code=2)
+    if servers and len(kept) > 1:
+        err.print(f"[bold red]error:[/] federate: one server per process, got {len(kept)}")
+        raise typer.Exit(code=2)
+    return kept
 
 
 FromStart = Annotated[
@@ -172,12 +193,18 @@ def evaluate(usecases: ServiceUseCases = None, check: Check = False) -> None:
 
 @federate_app.command("server")
 def federate_server(
-    usecase: Annotated[str, typer.Argument(help="A server use case (federated.props).")],
+    usecases: Annotated[
+        list[str],
+        typer.Argument(
+            help="A server use case (federated.props without server.address); in a list "
+            "(comma-separated), the other use cases are skipped."
+        ),
+    ],
     check: Check = False,
 ) -> None:
     """Run the rounds of a federated server use case for the client use cases that name it in
     their server.address (docs/federated.md)."""
-    _serve([usecase], "services.federated", "federate", check)
+    _serve(usecases, "services.federated", "federate", check)
 
 
 class OfflineSource(StrEnum):

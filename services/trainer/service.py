@@ -49,7 +49,9 @@ from shared.algorithms.contenders import (
     ROLLBACK_MODE,
     Contenders,
     RoleError,
+    base_name,
     reconcile,
+    with_retrain_challenger,
 )
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore, InfluxDBError
@@ -64,6 +66,7 @@ from shared.prepostprocessors import processor_for
 from shared.records import record_class_for
 from shared.retry import INFLUXDB, KAFKA, REDIS, Watch, retrying
 from shared.wire.influx import RecordsMeasurement, StoredRecord
+from shared.wire.kafka import partition_key
 from shared.wire.keys import UseCaseKeys
 from shared.wire.store import PROMOTE, REQUESTS_GROUP, RETRAIN, ModelMeta, RetrainRequest
 
@@ -123,6 +126,7 @@ class Trainer:
         # once it learnt as far as the model it replaces; (mode, reason) of that version
         self._retrain_due: tuple[str, str] | None = None
         self._served_since: dict[str, int] | None = None  # the change retrained from last
+        self._challenged_since: dict[str, int] | None = None  # the change a challenger took
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -508,6 +512,9 @@ class Trainer:
         if strategy is RetrainStrategy.SINCE_CHANGE and since is None:
             strategy = RetrainStrategy.WINDOW  # no change located (an API request)
         reason = f"{', '.join(request.reason for request in requests)} ({strategy.value})"
+        if strategy is RetrainStrategy.CHALLENGER:
+            await self._add_retrain_challenger(since, reason)
+            return
         if strategy is RetrainStrategy.SINCE_CHANGE and since == self._served_since:
             log.info(
                 "retrain request for the change already retrained from: the model learns "
@@ -531,6 +538,46 @@ class Trainer:
                 starts = dict(positions)
             self._served_since = since
             self._learn_afresh_from(starts, reason)
+
+    async def _add_retrain_challenger(self, since: dict[str, int] | None, reason: str) -> None:
+        """retrain.strategy=challenger: a fresh model of the champion's algorithm joins as a
+        challenger, caught up on the stored records from the located change to what the
+        champion learnt (none for a request that locates no change); it then learns every
+        record with the others, and the evaluator's promotion rule makes it the champion once
+        it beats the champion on the window view. Until then the launchers keep the
+        champion's predictions: no alert can make things worse than not retraining."""
+        if since is not None and since == self._challenged_since:
+            log.info(
+                "retrain request for the change a challenger learns from already",
+                extra={"usecase": self.usecase.name, "since": since},
+            )
+            return
+        self._challenged_since = since
+        current = self.learner.model
+        built = build_algorithm(self.usecase)
+        if isinstance(built, Contenders):
+            champion = current.champion if isinstance(current, Contenders) else built.champion
+            fresh = built.models.get(base_name(champion), built.leader)
+        else:
+            fresh = built
+        window: list[StoredRecord] = []
+        if since is not None:
+            stored, _ = await self._stored_records(since)
+            learnt = self.stream.positions if self.stream is not None else None
+            window = [record for record in stored if _learnt_by(record, learnt)]
+        await self.learner.fit(fresh, window)  # the fresh model alone, off the event loop
+        self.learner.model, name = with_retrain_challenger(current, fresh)
+        version = await self._publish(mode="retrain", reason=f"{reason}: {name}", checkpoint=True)
+        log.info(
+            "retrain challenger added",
+            extra={
+                "usecase": self.usecase.name,
+                "version": version,
+                "challenger": name,
+                "records": len(window),
+                "since": since,
+            },
+        )
 
     def _learn_afresh_from(self, starts: dict[str, int], reason: str) -> None:
         """A fresh streaming model that learns the input from `starts` on (the stream is sought
@@ -613,3 +660,12 @@ class Trainer:
     def _check_stop(self) -> None:
         if self._stopping.is_set():
             raise TrainingInterrupted
+
+
+def _learnt_by(record: StoredRecord, positions: dict[str, int] | None) -> bool:
+    """Whether the streaming champion learnt a stored record already (its offset is below the
+    stream's position in its partition); every stored record for a batch model."""
+    if positions is None:
+        return True
+    series = record.series
+    return record.offset < positions.get(partition_key(series.topic, series.partition), 0)

@@ -15,7 +15,9 @@ each version is one consistent state of every model:
 
 Models are known by their name in algs.props (`algorithm`'s value for the first champion, each
 `challengers` entry); the roles live in the model (and so in its checkpoint), not in the
-configuration: after a promotion the trainer resumes with the promoted champion.
+configuration: after a promotion the trainer resumes with the promoted champion. The trainer
+adds retrain challengers of its own after an alert (`retrain.strategy=challenger`,
+`with_retrain_challenger`): they are not in algs.props and survive restarts all the same.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from shared.algorithms.base import Algorithm, Features
 #: ModelMeta modes of the versions that change roles.
 PROMOTION_MODE = "promotion"
 ROLLBACK_MODE = "rollback"
+#: Names of the challengers `retrain.strategy=challenger` adds: `<algorithm>#retrain-<n>`.
+RETRAIN_TAG = "#retrain-"
 
 
 class RoleError(ValueError):
@@ -162,11 +166,44 @@ class Contenders(Algorithm):
         }
 
 
+def is_retrain_challenger(name: str) -> bool:
+    return RETRAIN_TAG in name
+
+
+def base_name(name: str) -> str:
+    """The configured algorithm a model was built from (a retrain challenger's own)."""
+    return name.split(RETRAIN_TAG, 1)[0]
+
+
+def with_retrain_challenger(current: Algorithm, fresh: Algorithm) -> tuple[Contenders, str]:
+    """`current`'s models with `fresh` as a new retrain challenger, and its name. Earlier
+    retrain challengers are dropped unless champion or previous champion (the one a rollback
+    restores): repeated alerts keep the model count bounded."""
+    if isinstance(current, Contenders):
+        models, champion, previous = dict(current.models), current.champion, current.previous
+    else:
+        models, champion, previous = {current.name: current}, current.name, None
+    numbers = [
+        int(name.rsplit(RETRAIN_TAG, 1)[1]) for name in models if is_retrain_challenger(name)
+    ]
+    name = f"{base_name(champion)}{RETRAIN_TAG}{max(numbers, default=0) + 1}"
+    kept = {
+        model_name: model
+        for model_name, model in models.items()
+        if not is_retrain_challenger(model_name) or model_name in (champion, previous)
+    }
+    return Contenders({**kept, name: fresh}, champion, previous), name
+
+
 def reconcile(saved: Algorithm, configured: Algorithm) -> tuple[Algorithm, list[str]]:
     """The model to resume with: `saved` (a checkpoint, which keeps the roles and what each
     model learnt) fitted to the models `configured` now (algs.props may have changed since):
-    a challenger added since joins fresh (it learns from here on), one removed is dropped,
-    the champion stays unless it is no longer configured. Also says what changed."""
+    a challenger added since joins fresh (it learns from here on), one removed is dropped
+    (retrain challengers, which algs.props never lists, are kept), the champion stays unless it
+    is no longer configured. Also says what changed."""
+    retrained = isinstance(saved, Contenders) and any(map(is_retrain_challenger, saved.models))
+    if retrained and not isinstance(configured, Contenders):
+        configured = Contenders({configured.name: configured}, configured.name)
     if not isinstance(configured, Contenders):
         if isinstance(saved, Contenders):
             model = saved.models.get(configured.name, saved.leader)
@@ -183,9 +220,12 @@ def reconcile(saved: Algorithm, configured: Algorithm) -> tuple[Algorithm, list[
     changes += [
         f"model {name} no longer configured: dropped"
         for name in saved.models
-        if name not in configured.models
+        if name not in configured.models and not is_retrain_challenger(name)
     ]
     models = {name: saved.models.get(name, configured.models[name]) for name in names}
+    models.update(
+        {name: model for name, model in saved.models.items() if is_retrain_challenger(name)}
+    )
     champion = saved.champion if saved.champion in models else configured.champion
     if champion != saved.champion:
         changes.append(f"the champion {saved.champion} is no longer configured: {champion} is")

@@ -132,7 +132,7 @@ class RetrainStrategy(StrEnum):
     WINDOW = "window"  # a refit on the most recent training.maxdata stored records
     SINCE_CHANGE = "since-change"  # a fresh model on the records from the estimated change on
     RESET = "reset"  # a fresh model from the current positions
-    CHALLENGER = "challenger"  # a background model that replaces the live one once better
+    CHALLENGER = "challenger"  # a fresh challenger, promoted by the rule once it scores better
 
 
 class AlgsConfig(_PropsModel):
@@ -194,7 +194,8 @@ class AlgsConfig(_PropsModel):
     retrain_strategy: RetrainStrategy = Field(
         RetrainStrategy.SINCE_CHANGE,
         alias="retrain.strategy",
-        description="What a retrain learns: window, since-change, reset (docs/monitoring.md).",
+        description="What a retrain learns: window, since-change, reset, challenger "
+        "(docs/monitoring.md).",
     )
     retrain_min_records: int = Field(
         200,
@@ -248,18 +249,25 @@ class AlgsConfig(_PropsModel):
                 )
                 found.append(("challengers", reason))
             seen.add(name)
-        if not self.challengers and self.promotion_metric is not None:
-            found.append(("promotion.metric", "promotes a challenger: set challengers too"))
+        challenging = self.retrain_strategy is RetrainStrategy.CHALLENGER
+        if not self.challengers and not challenging and self.promotion_metric is not None:
+            found.append(
+                (
+                    "promotion.metric",
+                    "promotes a challenger: set challengers (or retrain.strategy=challenger) too",
+                )
+            )
         if self.training_maxdata == 0 or self.training_maxdata < -1:
             found.append(("training.maxdata", "must be -1 (all records) or a positive count"))
         if self.publish_records == 0:
             found.append(("model.publish.records", "must be -1 (by time only) or a positive count"))
-        if self.retrain_strategy is RetrainStrategy.CHALLENGER:
+        if challenging and self.promotion_metric is None:
             found.append(
                 (
                     "retrain.strategy",
-                    "challenger is not available yet (background challengers with promotion "
-                    "are being built, issue 14); use since-change (the default), window or reset",
+                    "challenger: a retrain challenger replaces the champion through the "
+                    "promotion rule: set promotion.metric (and promotion.margin, "
+                    "promotion.min-records)",
                 )
             )
         return found

@@ -57,13 +57,13 @@ def service_env(database: str) -> dict[str, str]:
 
 
 @contextmanager
-def service(
-    command: str, folder: Path, env: dict[str, str], log: Path, cwd: Path = REPO
+def cli_process(
+    args: list[str], env: dict[str, str], log: Path, cwd: Path = REPO
 ) -> Iterator[subprocess.Popen]:
-    """`streamer <command> <folder>` as a process; SIGTERM (then SIGKILL) when the block ends."""
+    """`streamer <args>` as a process; SIGTERM (then SIGKILL) when the block ends."""
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", command, str(folder)],
+            [sys.executable, "-m", "services.cli", *args],
             cwd=cwd,
             env={**env, "PYTHONPATH": str(REPO)},
             stdout=out,
@@ -79,6 +79,15 @@ def service(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def service(
+    command: str, folder: Path, env: dict[str, str], log: Path, cwd: Path = REPO
+) -> Iterator[subprocess.Popen]:
+    """`streamer <command> <folder>` as a process (see cli_process)."""
+    with cli_process([command, str(folder)], env, log, cwd) as process:
+        yield process
 
 
 def run_producer(folder: Path, env: dict[str, str], log: Path, timeout: float = 120) -> None:

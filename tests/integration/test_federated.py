@@ -37,7 +37,7 @@ from shared.config import ConnectionSettings
 from shared.modelstore import ModelStore
 from shared.wire.federated import RoundPhase, rounds_table
 from shared.wire.influx import RecordsMeasurement
-from tests.integration.pipeline_helpers import MODEL_SECRET, REPO, service_env
+from tests.integration.pipeline_helpers import MODEL_SECRET, REPO, cli_process, service_env
 
 SITE_RECORDS = 3000
 ALGORITHM = "FederatedLinearRegression"
@@ -79,29 +79,6 @@ def make_federation(
     return server, sites
 
 
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """`streamer <args>` as a process; SIGTERM (then SIGKILL) when the block ends."""
-    with log.open("ab") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args],
-            cwd=REPO,
-            env={**env, "PYTHONPATH": str(REPO)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield child
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-
 async def wait_for(condition: Callable[[], object], what: str, seconds: float = 90) -> object:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -135,7 +112,7 @@ def stored_sites(
 ) -> Iterator[None]:
     """One launcher process for the three sites, their shares replayed and stored."""
     with (
-        process(["launch", *map(str, sites)], env, tmp_path / "launch.log"),
+        cli_process(["launch", *map(str, sites)], env, tmp_path / "launch.log"),
         (tmp_path / "produce.log").open("ab") as produce_log,
     ):
         subprocess.run(
@@ -174,9 +151,9 @@ async def test_federated_model_beats_each_site_alone(
         stack.enter_context(stored_sites(tmp_path, connections, sites, env))
         await wait_for(lambda: stored(connections, unique, sites), "the records in InfluxDB")
         for folder in sites:
-            stack.enter_context(process(["train", str(folder)], env, tmp_path / "train.log"))
+            stack.enter_context(cli_process(["train", str(folder)], env, tmp_path / "train.log"))
         stack.enter_context(
-            process(["federate", "server", str(server)], env, tmp_path / "server.log")
+            cli_process(["federate", "server", str(server)], env, tmp_path / "server.log")
         )
         redis = connect_redis(connections)
         try:
@@ -260,10 +237,10 @@ async def test_a_dead_client_does_not_block_a_round_and_a_restarted_server_resum
         stack.enter_context(stored_sites(tmp_path, connections, sites, env))
         await wait_for(lambda: stored(connections, unique, sites), "the records in InfluxDB")
         for folder in sites[:2]:
-            stack.enter_context(process(["train", str(folder)], env, tmp_path / "train.log"))
-        victim = stack.enter_context(process(["train", str(sites[2])], env, victim_log))
+            stack.enter_context(cli_process(["train", str(folder)], env, tmp_path / "train.log"))
+        victim = stack.enter_context(cli_process(["train", str(sites[2])], env, victim_log))
         server_args = ["federate", "server", str(server)]
-        first_server = process(server_args, env, tmp_path / "server.log")
+        first_server = cli_process(server_args, env, tmp_path / "server.log")
         server_process = first_server.__enter__()
 
         # the third site dies in the middle of its training in round 2 (or later)
@@ -279,7 +256,7 @@ async def test_a_dead_client_does_not_block_a_round_and_a_restarted_server_resum
         assert cut.failures == 1  # and the round went on with the two others
 
         # it rejoins at a later round
-        stack.enter_context(process(["train", str(sites[2])], env, victim_log))
+        stack.enter_context(cli_process(["train", str(sites[2])], env, victim_log))
 
         def rejoined() -> bool:
             return any(
@@ -296,7 +273,7 @@ async def test_a_dead_client_does_not_block_a_round_and_a_restarted_server_resum
         saved = state.load()
         assert saved is not None
         done = len(fit_rounds(state))
-        stack.enter_context(process(server_args, env, tmp_path / "server-2.log"))
+        stack.enter_context(cli_process(server_args, env, tmp_path / "server-2.log"))
         await wait_for(
             lambda: (state.load() or saved).round == rounds, f"round {rounds}", seconds=120
         )

@@ -38,7 +38,8 @@ async def test_a_running_trainer_beats_and_stops_beating(tmp_path, data_dir, con
             # the container healthcheck: a running trainer beats on this host
             healthy = check("train")
             assert healthy.returncode == 0, healthy.stdout
-            assert f"trainer {beat['instance']}: running" in healthy.stdout
+            # it names the newest running trainer of this host (another one may run here)
+            assert healthy.stdout.startswith("trainer ") and ": running" in healthy.stdout
         # SIGTERM: the last word is "stopping", then the key expires
         stopped = await wait_for_beat(redis, unique, "stopping", 10)
         assert stopped["last_error"] is None

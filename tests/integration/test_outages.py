@@ -15,10 +15,8 @@ import asyncio
 import collections
 import contextlib
 import json
-import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +26,7 @@ from shared.clients.redis import connect_redis
 from shared.heartbeat import read_heartbeats
 from shared.wire.keys import heartbeat_pattern
 from tests.integration.pipeline_helpers import (
-    REPO,
+    cli_process,
     collect_outputs,
     kdd_slice,
     make_kdd_usecase,
@@ -184,22 +182,5 @@ def api_process(env: dict[str, str], log: Path, usecase: str) -> Iterator[subpro
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "services.cli", "api", "--port", str(port)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [*command, "--usecase", usecase],
-            cwd=REPO,
-            env={**env, "PYTHONPATH": str(REPO)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with cli_process(["api", "--port", str(port), "--usecase", usecase], env, log) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

@@ -67,3 +67,24 @@ def test_a_service_without_use_case_says_so():
         result = runner.invoke(app, [command, " , "])
         assert result.exit_code == 2, command
         assert "name at least one use case" in result.stderr, command
+
+
+def test_one_list_of_use_cases_serves_every_container_of_a_federation(data_dir):
+    """Compose passes every container the same list: the pipeline's services skip the
+    federated server, `federate server` runs only it."""
+    from services.cli import _for_service
+    from shared.config import ConnectionSettings, load_usecase
+
+    settings = ConnectionSettings(data_dir=data_dir, usecases_dir=REPO / "usecases")
+    names = ["fed-regression-server", "fed-regression-site-a", "fed-regression-site-b"]
+    loaded = [load_usecase(name, settings) for name in names]
+    for service in ("producer", "launcher", "trainer", "evaluator"):
+        assert [u.name for u in _for_service(loaded, service)] == names[1:], service
+    assert [u.name for u in _for_service(loaded, "federate")] == names[:1]
+    env = {"STREAMER_DATA_DIR": str(data_dir), "STREAMER_USECASES_DIR": str(REPO / "usecases")}
+    alone = runner.invoke(app, ["launch", "fed-regression-server"], env=env)
+    assert alone.exit_code == 2
+    said = " ".join(alone.stderr.split())  # rich folds long lines
+    assert "launcher: fed-regression-server: none is a use case that is not a federated" in said
+    none = runner.invoke(app, ["federate", "server", "fed-regression-site-a"], env=env)
+    assert none.exit_code == 2 and "none is a federated server" in " ".join(none.stderr.split())

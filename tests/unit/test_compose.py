@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from scripts.compose_env import SECRETS, parse, update, write_env_file
+from scripts.compose_env import SECRETS, parse, profiles_for, update, write_env_file
 from shared.config import ConnectionSettings
 from tests.compose_file import (
     COMPOSE_DIR,
@@ -40,6 +40,8 @@ SCHEMA = REPO / "tests" / "fixtures" / "compose" / "compose-spec.json"
 MAKE_UP_SETTINGS = {"USECASES": "kdd-cup-99,kdd-cup-99_23class", "STREAMER_DATA_DIR": "/srv/data"}
 BACKING = {"kafka", "redis", "influxdb", "elasticsearch", "kibana"}
 ONE_SHOT = {"elasticsearch-setup", "kibana-setup"}
+#: Services of a Compose profile, started only when the use cases need them.
+PROFILED = {"federate": "federated"}
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +113,7 @@ def test_every_published_port_listens_on_loopback_only(services: dict[str, Any])
 def test_every_long_running_service_has_a_healthcheck_and_is_waited_for_healthy(
     services: dict[str, Any],
 ) -> None:
-    assert set(services) == BACKING | ONE_SHOT | set(STREAMER_SERVICES)
+    assert set(services) == BACKING | ONE_SHOT | set(STREAMER_SERVICES) | set(PROFILED)
     for name, service in services.items():
         if name in ONE_SHOT:
             assert service["restart"] == "no" and "healthcheck" not in service, name
@@ -186,6 +188,27 @@ def test_use_cases_and_data_are_mounted_read_only_never_baked(services: dict[str
         assert "../usecases:/app/usecases:ro" in volumes, name
         assert f"{MAKE_UP_SETTINGS['STREAMER_DATA_DIR']}:/data:ro" in volumes, name
         assert (COMPOSE_DIR / "../usecases").resolve() == REPO / "usecases"
+
+
+def test_a_federated_server_in_the_use_cases_starts_the_federate_service(
+    services: dict[str, Any],
+) -> None:
+    """Its sites' trainers reach it at the 127.0.0.1 address of their federated.props: it
+    shares the trainer's network namespace; make up enables its profile only when needed."""
+    federate = services["federate"]
+    assert federate["profiles"] == [PROFILED["federate"]]
+    assert federate["network_mode"] == "service:trainer"
+    usecases = MAKE_UP_SETTINGS["USECASES"]
+    assert federate["command"] == ["federate", "server", usecases]
+    assert federate["healthcheck"]["test"] == [
+        "CMD", "streamer", "federate", "server", "--check", usecases
+    ]  # fmt: skip
+    assert federate["depends_on"]["trainer"] == {"condition": "service_healthy"}
+    shipped = REPO / "usecases"
+    federation = "fed-regression-server,fed-regression-site-a,fed-regression-site-b"
+    assert profiles_for(federation, shipped) == "federated"
+    assert profiles_for("fed-regression-site-a,kdd-cup-99", shipped) == ""  # no server
+    assert profiles_for(usecases, shipped) == ""
 
 
 def test_launchers_can_be_scaled_out(services: dict[str, Any]) -> None:

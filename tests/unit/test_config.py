@@ -231,7 +231,8 @@ def test_a_model_needs_its_own_name_and_promotion_needs_challengers(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_usecase(folder, settings(tmp_path))
     assert messages(error, folder) == [
-        "algs.props:2: promotion.metric: promotes a challenger: set challengers too"
+        "algs.props:2: promotion.metric: promotes a challenger: set challengers (or "
+        "retrain.strategy=challenger) too"
     ]
 
 
@@ -268,7 +269,7 @@ def test_monitoring_cross_key_rules(tmp_path):
     ]
 
 
-def test_retrain_strategies_and_the_challenger_that_does_not_exist_yet(tmp_path):
+def test_retrain_strategies_and_a_retrain_challenger_needs_the_promotion_rule(tmp_path):
     folder = make_usecase(tmp_path, algs=ALGS + "retrain.strategy=reset\nretrain.min-records=50\n")
     usecase = load_usecase(folder, settings(tmp_path))
     assert usecase.algs.retrain_strategy is RetrainStrategy.RESET
@@ -277,7 +278,13 @@ def test_retrain_strategies_and_the_challenger_that_does_not_exist_yet(tmp_path)
     with pytest.raises(ConfigError) as error:
         load_usecase(folder, settings(tmp_path))
     (message,) = messages(error, folder)
-    assert message.startswith("algs.props:2: retrain.strategy: challenger is not available yet")
+    assert message.startswith("algs.props:2: retrain.strategy: challenger: a retrain challenger")
+    assert "set promotion.metric" in message
+    folder = make_usecase(
+        tmp_path, algs=ALGS + "retrain.strategy=challenger\npromotion.metric=accuracy\n", name="uc3"
+    )
+    usecase = load_usecase(folder, settings(tmp_path))  # no challengers listed: allowed
+    assert usecase.algs.retrain_strategy is RetrainStrategy.CHALLENGER
 
 
 def test_each_cusum_detector_reads_its_own_robustness_key(tmp_path):

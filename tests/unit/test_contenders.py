@@ -12,7 +12,12 @@ from river import dummy, tree
 
 from services.launcher.batch import ServingModel
 from services.launcher.service import Launcher
-from shared.algorithms.contenders import Contenders, RoleError, reconcile
+from shared.algorithms.contenders import (
+    Contenders,
+    RoleError,
+    reconcile,
+    with_retrain_challenger,
+)
 from shared.algorithms.registry import build_algorithm
 from shared.algorithms.snapshot import InferenceSnapshot, inference_snapshot
 from shared.config import ConnectionSettings, load_usecase
@@ -179,6 +184,34 @@ def test_a_resumed_checkpoint_keeps_its_roles_and_follows_the_configured_models(
     assert reconcile(plain, plain) == (plain, [])
     wrapped, _ = reconcile(plain, configured)
     assert wrapped.models["HoeffdingTreeClassifier"] is plain
+
+
+def test_retrain_challengers_join_stay_bounded_and_survive_a_restart(tmp_path):
+    plain = build_algorithm(usecase(tmp_path, "algorithm=HoeffdingTreeClassifier\n"))
+    first = build_algorithm(usecase(tmp_path, "algorithm=HoeffdingTreeClassifier\n"))
+    models, name = with_retrain_challenger(plain, first)
+    assert name == "HoeffdingTreeClassifier#retrain-1"
+    assert (models.champion, models.challengers) == ("HoeffdingTreeClassifier", [name])
+    models.promote(name)  # the rule promoted it; the next alert brings another one
+    second = build_algorithm(usecase(tmp_path, "algorithm=HoeffdingTreeClassifier\n"))
+    models, name = with_retrain_challenger(models, second)
+    assert name == "HoeffdingTreeClassifier#retrain-2"  # named after the algorithm, numbered
+    assert list(models.models) == [
+        "HoeffdingTreeClassifier",  # the previous champion, which a rollback restores
+        "HoeffdingTreeClassifier#retrain-1",  # the champion
+        "HoeffdingTreeClassifier#retrain-2",
+    ]
+    third = build_algorithm(usecase(tmp_path, "algorithm=HoeffdingTreeClassifier\n"))
+    models, name = with_retrain_challenger(models, third)  # retrain-2 neither champion nor previous
+    assert list(models.models) == [
+        "HoeffdingTreeClassifier",
+        "HoeffdingTreeClassifier#retrain-1",
+        "HoeffdingTreeClassifier#retrain-3",
+    ]
+    # a restarted trainer resumes with them although algs.props does not list them
+    resumed, changes = reconcile(models, plain)
+    assert isinstance(resumed, Contenders) and changes == []
+    assert resumed.models == models.models and resumed.champion == models.champion
 
 
 def test_batch_models_are_refitted_together_and_predict_as_scikit_learn(tmp_path):
