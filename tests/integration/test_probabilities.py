@@ -84,9 +84,9 @@ def probability_of_one(output: dict) -> float:
 
 
 def auc_binning_bound(truth: list[int], score: list[float]) -> float:
-    """How far the binned ROC AUC can be from the exact one: half of each (positive,
-    negative) pair of different scores closer than a bin in log-odds, over all such pairs
-    (a tie counts half a pair where the exact rank counts 0 or 1)."""
+    """How far the binned ROC AUC can be from the exact one: the (positive, negative) pairs
+    of different scores closer than a bin in log-odds, halved (a tie counts half a pair where
+    the exact rank counts 0 or 1), over all (positive, negative) pairs."""
     scores = np.array(score)
     clipped = np.clip(scores, SCORE_CLIP, 1 - SCORE_CLIP)
     logits = np.log(clipped / (1 - clipped))
