@@ -25,6 +25,8 @@ CORE_MIGRATION = "8.8.0"
 TYPE_MIGRATION = {"index-pattern": "8.0.0", "visualization": "8.5.0", "dashboard": "8.9.0"}
 EMPTY_QUERY = {"query": "", "language": "kuery"}
 VIEWS = ("cumulative", "window", "batch")
+#: Metric names of the class-probability metrics (shared/metrics/probabilistic.py).
+PROBABILITY_METRICS = ("roc_auc", "log_loss", "calibration_error", "binary_calibration_error")
 
 
 def data_view_id(index: str) -> str:
@@ -249,8 +251,10 @@ def visualization(
     params: dict,
     description: str,
     filters: tuple[tuple[str, str], ...] = (),
+    query: str = "",
 ) -> dict:
-    """An aggregation-based visualization on one data view, with optional filter pills."""
+    """An aggregation-based visualization on one data view, with optional filter pills and
+    KQL query."""
     references = [
         {
             "id": data_view_id(index),
@@ -269,7 +273,7 @@ def visualization(
             }
         )
     source = {
-        "query": EMPTY_QUERY,
+        "query": {"query": query, "language": "kuery"},
         "filter": pills,
         "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index",
     }
@@ -549,6 +553,46 @@ def visualizations() -> list[dict]:
     )
     items.append(
         visualization(
+            "streamer-vis-probability-metrics",
+            "ROC AUC, log-loss and calibration error (cumulative)",
+            "metrics",
+            line,
+            [
+                metric(1, "avg", "value", "value"),
+                over_time(2),
+                terms(3, "metric", "group"),
+                terms(4, "usecase", "split", size=10, row=True),
+            ],
+            xy_params(line, [("1", "value", "ValueAxis-1")], [("ValueAxis-1", "value")]),
+            "The metrics of the class probabilities outputs carry (output.probabilities), "
+            "when evaluation.metrics names them.",
+            filters=(("view", "cumulative"),),
+            query=" or ".join(f'metric : "{name}"' for name in PROBABILITY_METRICS),
+        )
+    )
+    items.append(
+        visualization(
+            "streamer-vis-reliability",
+            "Reliability table (cumulative)",
+            "reliability",
+            "table",
+            [
+                latest(1, "lower", "above"),
+                latest(2, "upper", "up to"),
+                latest(3, "count", "records"),
+                latest(4, "confidence", "mean probability"),
+                latest(5, "frequency", "observed frequency"),
+                terms(6, "metric", "bucket", size=5),
+                terms(7, "bin", "bucket", size=100),
+            ],
+            TABLE_PARAMS,
+            "Per bin of probability, the newest cumulative count, mean probability and how "
+            "often the outcome happened: calibrated when they agree. Choose one use case.",
+            filters=(("view", "cumulative"),),
+        )
+    )
+    items.append(
+        visualization(
             "streamer-vis-predictions",
             "Sampled predictions",
             "predictions",
@@ -583,6 +627,8 @@ LAYOUT = (
     ("streamer-vis-predictions", 24, 72, 24, 13),
     ("streamer-vis-leaderboard", 0, 85, 24, 15),
     ("streamer-vis-leaderboard-timeline", 24, 85, 24, 15),
+    ("streamer-vis-probability-metrics", 0, 100, 24, 15),
+    ("streamer-vis-reliability", 24, 100, 24, 15),
 )
 
 
@@ -606,8 +652,8 @@ def dashboard() -> dict:
         DASHBOARD_ID,
         {
             "description": "STREAMER evaluation: metrics, alerts, detections, throughput, "
-            "latency, models and the leaderboard of champion and challengers. Choose a use "
-            "case at the top left.",
+            "latency, models, the leaderboard of champion and challengers, and the calibration "
+            "of class probabilities. Choose a use case at the top left.",
             "kibanaSavedObjectMeta": {
                 "searchSourceJSON": dumps({"query": EMPTY_QUERY, "filter": []})
             },
@@ -640,6 +686,7 @@ DATA_VIEWS = (
     ("models", "STREAMER models"),
     ("predictions", "STREAMER predictions"),
     ("leaderboard", "STREAMER leaderboard"),
+    ("reliability", "STREAMER reliability"),
 )
 
 

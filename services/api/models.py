@@ -98,6 +98,34 @@ class Metrics(BaseModel):
     series: list[MetricSeries] | None = Field(description="only with `since`")
 
 
+class ReliabilityBin(BaseModel):
+    """One bin of a reliability table: the records whose probability fell in (lower, upper]."""
+
+    bin: int = Field(description="0 for the lowest probabilities")
+    lower: float
+    upper: float
+    count: int
+    confidence: float = Field(description="their mean probability")
+    frequency: float = Field(description="how often the outcome happened among them")
+
+
+class ReliabilityTable(BaseModel):
+    """A calibration metric's table in one view, as its newest evaluation left it."""
+
+    view: str
+    metric: str = Field(description="calibration_error or binary_calibration_error")
+    evaluation: int
+    time_ms: int
+    bins: list[ReliabilityBin] = Field(description="the non-empty bins, lowest first")
+
+
+class Reliability(BaseModel):
+    usecase: str
+    tables: list[ReliabilityTable] = Field(
+        description="one per (view, calibration metric); empty without calibration metrics"
+    )
+
+
 class AlertDocument(BaseModel):
     """A document of `streamer-alerts` (fields: shared/sinks/documents.py)."""
 

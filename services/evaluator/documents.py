@@ -85,6 +85,22 @@ def leaderboard_documents(usecase: str, result: EvaluationResult) -> list[dict[s
     return documents
 
 
+def reliability_documents(usecase: str, result: EvaluationResult) -> list[dict[str, Any]]:
+    """One document per non-empty bin of each calibration metric's table, per view."""
+    return [
+        {
+            **_about(usecase, result.time_ms, result.span),
+            "view": view,
+            "evaluation": result.index,
+            "metric": metric,
+            **row,
+        }
+        for view in VIEWS
+        for metric, rows in result.tables.get(view, {}).items()
+        for row in rows
+    ]
+
+
 def batch_document(
     usecase: str, result: EvaluationResult, records_per_s: float, alert: bool
 ) -> dict[str, Any]:

@@ -115,8 +115,12 @@ class Leaderboard:
                 continue
             target = output.targets[0]
             predictions: list[tuple[str, Any]] = [(output.champion, output.prediction)]
+            probabilities = {
+                output.champion: output.probabilities,
+                **output.challenger_probabilities,
+            }
             for name, prediction in [*predictions, *output.challengers.items()]:
-                pairs.setdefault(name, []).append((target, prediction))
+                pairs.setdefault(name, []).append((target, prediction, probabilities.get(name)))
                 self.since_change[name] = self.since_change.get(name, 0) + 1
         standing = Standing(self.champion, list(self.challengers))
         if self.champion is None:

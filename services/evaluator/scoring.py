@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from services.evaluator.leaderboard import Leaderboard, Promotion, PromotionRule, Standing
 from services.evaluator.origins import InputOrigins
-from shared.metrics.evaluation import MetricSet
+from shared.metrics.evaluation import MetricSet, Tables
 from shared.monitoring.base import Detector
 from shared.monitoring.detection import DetectionChange
 from shared.monitoring.error_stream import record_errors
@@ -129,6 +129,7 @@ class EvaluationResult:
     duplicates: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     views: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    tables: Tables = field(default_factory=dict)  # reliability tables, by view and metric
     pairs: dict[str, int] = field(default_factory=dict)
     changes: list[DetectionChange] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
@@ -234,7 +235,7 @@ class Scorer:
             result.outputs.append(output)
             firsts.setdefault(partition_key(topic, partition), offset)
             if output.targets:
-                pairs.append((output.targets[0], output.prediction))
+                pairs.append((output.targets[0], output.prediction, output.probabilities))
             produced = output.timings.produced
             if produced is not None:
                 result.latencies_ms.append(float(message.timestamp - produced))
@@ -245,13 +246,15 @@ class Scorer:
         if detector is not None:
             self.views.origins.note(progress.index, scored_before, firsts)
         result.views = metric_set.update_batch(pairs)
+        result.tables = metric_set.tables()
         progress.pairs_seen += len(pairs)
         window = min(progress.pairs_seen, metric_set.window_size or 0)
         result.pairs = {"batch": len(pairs), "cumulative": progress.pairs_seen, "window": window}
         self._rank(result)
         if detector is not None and pairs:
             if detector.wants_errors:
-                targets, predictions = zip(*pairs, strict=True)
+                targets = [pair[0] for pair in pairs]
+                predictions = [pair[1] for pair in pairs]
                 errors = record_errors(targets, predictions, regression=self.regression)
                 result.changes = detector.observe_errors(progress.index, now_ms, errors)
             else:

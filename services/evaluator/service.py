@@ -69,7 +69,11 @@ from shared.monitoring.detection import ChangeKind
 from shared.monitoring.factory import build_detector
 from shared.retry import INFLUXDB, KAFKA, REDIS, Watch, retrying
 from shared.sinks.elastic import ElasticSink
-from shared.wire.influx import LeaderboardMeasurement, MetricsMeasurement
+from shared.wire.influx import (
+    LeaderboardMeasurement,
+    MetricsMeasurement,
+    ReliabilityMeasurement,
+)
 from shared.wire.kafka import DeadLetter, dead_letter_topic, record_id_of
 from shared.wire.keys import UseCaseKeys
 from shared.wire.store import PROMOTE, ModelMeta, RetrainRequest
@@ -514,11 +518,8 @@ class Evaluator:
                     points.append(
                         self.measurement.point(view, metric, value, result.index, result.time_ms)
                     )
-        await retrying(
-            INFLUXDB,
-            "writing metrics",
-            lambda: self.influx.write_lines(points + self._leaderboard_points(result)),
-        )
+        points += self._leaderboard_points(result) + self._reliability_points(result)
+        await retrying(INFLUXDB, "writing metrics", lambda: self.influx.write_lines(points))
         first_window_s = self.wait_ms / 1000
         rate = records_per_second(
             len(result.outputs), result.time_ms, self.state.previous_batch_ms, first_window_s
@@ -545,6 +546,16 @@ class Evaluator:
             for metric, value in views.get(view, {}).items()
         ]  # fmt: skip
 
+    def _reliability_points(self, result: EvaluationResult) -> list[str]:
+        """The calibration metrics' reliability tables, one point per non-empty bin."""
+        measurement = ReliabilityMeasurement(self.usecase.name)
+        return [
+            measurement.point(view, metric, row, result.index, result.time_ms)
+            for view in VIEWS
+            for metric, rows in result.tables.get(view, {}).items()
+            for row in rows
+        ]
+
     def _index(
         self, result: EvaluationResult, records_per_s: float, started_at: list[Span]
     ) -> None:
@@ -554,6 +565,8 @@ class Evaluator:
             sink.add("metrics", None, document)
         for document in documents.leaderboard_documents(name, result):
             sink.add("leaderboard", None, document)
+        for document in documents.reliability_documents(name, result):
+            sink.add("reliability", None, document)
         sink.add(
             "batches",
             None,

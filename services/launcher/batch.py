@@ -20,7 +20,14 @@ from shared.prepostprocessors import PrePostProcessor
 from shared.records.base import TimeRecord
 from shared.records.messages import Rejected, parse_messages
 from shared.wire.influx import RecordsMeasurement
-from shared.wire.kafka import Output, Timings, input_id, partition_key, record_id_of
+from shared.wire.kafka import (
+    Output,
+    Probabilities,
+    Timings,
+    input_id,
+    partition_key,
+    record_id_of,
+)
 
 
 @dataclass
@@ -51,6 +58,7 @@ class ServingModel:
     positions: dict[str, int] = field(default_factory=dict)
     learn: bool = False
     predict: bool = True
+    probabilities: int = 0  # output.probabilities: the k most probable classes published
 
     def staleness(self, topic: str, partition: int, offset: int) -> int | None:
         """Records of the partition before `offset` that this model has not learnt."""
@@ -110,6 +118,12 @@ def process_batch(
                 name: _jsonable(predictions[index])
                 for name, predictions in predicted.challengers.items()
             },
+            probabilities=predicted.probabilities[index] if predicted.probabilities else None,
+            challenger_probabilities={
+                name: probabilities[index]
+                for name, probabilities in predicted.challenger_probabilities.items()
+                if probabilities[index] is not None
+            },
             targets=record.targets,
             model_version=model.version,
             staleness=stale,
@@ -145,6 +159,9 @@ class Predicted:
     staleness: list[int | None]
     champion: str | None = None
     challengers: dict[str, list[Any]] = field(default_factory=dict)
+    # output.probabilities > 0, predict-only: each record's bounded class probabilities
+    probabilities: list[Probabilities | None] = field(default_factory=list)
+    challenger_probabilities: dict[str, list[Probabilities | None]] = field(default_factory=dict)
 
 
 def _run_model(
@@ -179,9 +196,43 @@ def _run_model(
         learnt = algorithm.predict_learn_many(xs, ys) if learning else None
         predictions = learnt if learnt is not None else algorithm.predict_many(xs, ys)
         predicted = Predicted(staleness)
+    if model.predict and not learning and model.probabilities > 0:
+        _add_probabilities(predicted, algorithm, xs, predictions, model.probabilities)
     for index, record in enumerate(records):
         record.outputs = [predictions[index] if model.predict else None]
     return predicted
+
+
+def _add_probabilities(
+    predicted: Predicted,
+    algorithm: Algorithm,
+    xs: Sequence[dict],
+    predictions: Sequence[Any],
+    k: int,
+) -> None:
+    """Each model's bounded class probabilities (the top k and the predicted class), one batch
+    call per model. A learning launcher publishes none: its test-then-train loop predicts each
+    record just before learning it, and probabilities taken after the batch would not be the
+    ones of its predictions."""
+    if isinstance(algorithm, Contenders):
+        every = algorithm.predict_proba_all(xs)
+        predicted.probabilities = _bounded(every.pop(algorithm.champion), predictions, k)
+        predicted.challenger_probabilities = {
+            name: _bounded(distributions, predicted.challengers[name], k)
+            for name, distributions in every.items()
+            if name in predicted.challengers
+        }
+    else:
+        predicted.probabilities = _bounded(algorithm.predict_proba_many(xs), predictions, k)
+
+
+def _bounded(
+    distributions: Sequence[dict | None], predictions: Sequence[Any], k: int
+) -> list[Probabilities | None]:
+    return [
+        Probabilities.bounded(distribution, prediction, k)
+        for distribution, prediction in zip(distributions, predictions, strict=True)
+    ]
 
 
 def _staleness(

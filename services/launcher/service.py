@@ -129,6 +129,7 @@ class Launcher:
         streaming = self.usecase.streaming
         self.model.learn = streaming.launcher_learn and streaming.online_train
         self.model.predict = streaming.online_inference
+        self.model.probabilities = streaming.output_probabilities
 
     async def run(self) -> LauncherCounters:
         usecase, streaming = self.usecase, self.usecase.streaming

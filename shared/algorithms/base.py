@@ -45,6 +45,11 @@ class Algorithm(ABC):
         a model that cannot predict yet. This default says None, never raises."""
         return None
 
+    def predict_proba_many(self, xs: Sequence[Features]) -> list[dict[Any, float] | None]:
+        """Class probabilities of a batch, one `predict_proba_one` answer per record. Default: a
+        loop; an algorithm that predicts a batch at once (MOA, in its JVM) overrides it."""
+        return [self.predict_proba_one(x) for x in xs]
+
     def predict_many(self, xs: Sequence[Features], ys: Sequence[Any] | None = None) -> list[Any]:
         """Predictions of a batch. `ys` (the records' targets, if known) is for algorithms whose
         protocol wants them, like the original's external scripts; others ignore it."""

@@ -6,9 +6,10 @@ trainer's learning, refits and checkpoints, the model store's signed versions, i
 snapshots, the launchers' adoption, positions and staleness) handles all of them at once, and
 each version is one consistent state of every model:
 - learning (`learn_one`, `learn_many`) teaches every model the same records;
-- predicting (`predict_one`, `predict_many`, `predict_proba_one`) is the champion's: what the
-  outputs' `prediction` carries; `predict_all` and `predict_learn_all` give every model's
-  predictions (the challengers' are the outputs' shadow predictions);
+- predicting (`predict_one`, `predict_many`, `predict_proba_one`, `predict_proba_many`) is the
+  champion's: what the outputs' `prediction` carries; `predict_all`, `predict_proba_all` and
+  `predict_learn_all` give every model's (the challengers' are the outputs' shadow
+  predictions);
 - `promote(name)` makes a challenger the champion; the former champion becomes a challenger
   and keeps learning, so `rollback()` can restore it at once, as fresh as the others.
 
@@ -137,6 +138,9 @@ class Contenders(Algorithm):
     def predict_proba_one(self, x: Features) -> dict[Any, float] | None:
         return self.leader.predict_proba_one(x)
 
+    def predict_proba_many(self, xs: Sequence[Features]) -> list[dict[Any, float] | None]:
+        return self.leader.predict_proba_many(xs)
+
     def predict_many(self, xs: Sequence[Features], ys: Sequence[Any] | None = None) -> list[Any]:
         return self.leader.predict_many(xs, ys)
 
@@ -145,6 +149,10 @@ class Contenders(Algorithm):
     ) -> dict[str, list[Any]]:
         """Every model's predictions of the batch, by name (the champion's included)."""
         return {name: model.predict_many(xs, ys) for name, model in self.models.items()}
+
+    def predict_proba_all(self, xs: Sequence[Features]) -> dict[str, list[dict[Any, float] | None]]:
+        """Every model's class probabilities of the batch, by name (one batch call per model)."""
+        return {name: model.predict_proba_many(xs) for name, model in self.models.items()}
 
     def describe(self) -> dict[str, Any]:
         """The champion's own description, the roles, and each model's."""

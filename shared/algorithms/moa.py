@@ -511,15 +511,25 @@ class MOAAlgorithm(Algorithm):
     def predict_proba_one(self, x: Features) -> dict[Any, float] | None:
         """The learner's votes normalised to sum to 1, per label learned; None when it gives
         no vote (nothing learned yet, or only zeros: then predict_one is MOA's first class)."""
-        if self.kind != CLASSIFIER or self.learner is None or self.schema is None:
-            return None
+        return self.predict_proba_many([x])[0]
+
+    def predict_proba_many(self, xs: Sequence[Features]) -> list[dict[Any, float] | None]:
+        """predict_proba_one of each record, the batch crossing into the JVM once."""
+        if self.kind != CLASSIFIER or self.learner is None or self.schema is None or not xs:
+            return [None] * len(xs)
         labels = self.schema.labels
-        rows = _java_doubles(self.schema.encode([x]))
+        rows = _java_doubles(self.schema.encode(xs))
         votes = np.asarray(java_helper().votes(self.learner, rows, self.schema.width, len(labels)))
-        total = float(votes.sum())
-        if not math.isfinite(total) or total <= 0:
-            return None
-        return {label: float(vote) / total for label, vote in zip(labels, votes, strict=True)}
+        answers: list[dict[Any, float] | None] = []
+        for row in votes.reshape(len(xs), len(labels)):
+            total = float(row.sum())
+            if not math.isfinite(total) or total <= 0:
+                answers.append(None)
+                continue
+            answers.append(
+                {label: float(vote) / total for label, vote in zip(labels, row, strict=True)}
+            )
+        return answers
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -109,6 +109,13 @@ class StreamingConfig(_PropsModel):
         description="A launcher waits for a newer version rather than predict with one more "
         "records behind; -1: never waits.",
     )
+    output_probabilities: int = Field(
+        3,
+        alias="output.probabilities",
+        ge=0,
+        description="Classifiers' outputs carry the probabilities of this many most probable "
+        "classes and of the predicted one; 0: none.",
+    )
     # Kafka client tuning keys of the original's files that have an aiokafka equivalent.
     linger_ms: int | None = Field(None, alias="linger.ms", ge=0)
     batch_size: int | None = Field(None, alias="batch.size", ge=1)

@@ -18,7 +18,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
-Pair = tuple[Any, Any]
+#: (target, output), or (target, output, class probabilities) (see MetricSet)
+Pair = tuple[Any, ...]
 
 # Texts that mean "no value": the original skips outputs equal to "nan"; empty is no value too.
 _MISSING_TEXT = frozenset({"", "nan"})
@@ -45,6 +46,9 @@ class Metric(ABC):
     # True: when the last pair leaves, start again from an exact empty state instead of
     # subtracting (removes rounding drift; some River metrics cannot revert their last pair).
     reset_when_empty: bool = True
+    # True: the metric scores class probabilities; MetricSet gives it a pair's probabilities
+    # (its third element) as the output (shared/metrics/probabilistic.py)
+    uses_probabilities: bool = False
 
     def __init__(self) -> None:
         self.reset()

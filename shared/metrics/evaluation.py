@@ -1,5 +1,9 @@
 """Three views of the same metrics: this batch, since the start, and the last N pairs.
 
+A pair is (target, output), or (target, output, probabilities) when the output came with class
+probabilities: metrics that score probabilities (`uses_probabilities`, e.g. ROC AUC) get the
+third element as their output, the others the output.
+
 The original computed metrics on each batch only. A batch view alone is noisy (a batch may hold
 one record) and says nothing about the trend; the cumulative view is stable; the window view
 follows drift. Each pair is added once to each view and, for the window, reverted when it leaves,
@@ -20,6 +24,8 @@ log = logging.getLogger(__name__)
 VIEWS = ("batch", "cumulative", "window")
 DEFAULT_WINDOW = 1000
 Results = dict[str, dict[str, float | None]]
+#: view -> metric name -> its table (rows of named values), for metrics that have one
+Tables = dict[str, dict[str, list[dict[str, float | int]]]]
 
 
 class MetricSet:
@@ -74,10 +80,11 @@ class MetricSet:
         """
         batch = self._copies()
         windowed = self.window_size is not None
-        # (parser, batch copy, cumulative copy, window copy or None) per metric
+        # (parser, uses probabilities, batch copy, cumulative copy, window copy or None)
         lanes = [
             (
                 template.parse,
+                getattr(template, "uses_probabilities", False),
                 batch[name],
                 self.cumulative[name],
                 self.window.get(name) if windowed else None,
@@ -85,12 +92,14 @@ class MetricSet:
             for template in self.templates
             for name in (template.name,)
         ]
-        window_metrics = [lane[3] for lane in lanes if lane[3] is not None]
+        window_metrics = [lane[4] for lane in lanes if lane[4] is not None]
         recent, size = self._recent, self.window_size or 0
-        for target, output in pairs:
+        for pair in pairs:
+            target, output = pair[0], pair[1]
+            probabilities = pair[2] if len(pair) > 2 else None
             items = []
-            for parse, in_batch, in_cumulative, in_window in lanes:
-                item = parse(target, output)
+            for parse, scores_probabilities, in_batch, in_cumulative, in_window in lanes:
+                item = parse(target, probabilities if scores_probabilities else output)
                 in_batch.add(item)
                 in_cumulative.add(item)
                 if in_window is not None:
@@ -111,6 +120,19 @@ class MetricSet:
             "batch": _values(self.batch),
             "cumulative": _values(self.cumulative),
             "window": _values(self.window),
+        }
+
+    def tables(self) -> Tables:
+        """{view: {metric name: rows}} for the metrics that have a table (calibration's
+        reliability table), as they are after the last batch."""
+        views = {"batch": self.batch, "cumulative": self.cumulative, "window": self.window}
+        return {
+            view: {
+                name: metric.table()  # type: ignore[attr-defined]
+                for name, metric in metrics.items()
+                if callable(getattr(metric, "table", None))
+            }
+            for view, metrics in views.items()
         }
 
     def metric(self, view: str, name: str) -> Metric:

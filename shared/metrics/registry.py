@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import StreamerError
 from shared.metrics import classification as cls
-from shared.metrics import intervals, regression, show
+from shared.metrics import intervals, probabilistic, regression, show
 from shared.metrics.base import Metric, snake_case
 from shared.metrics.river_adapter import NOT_SCALAR, RiverMetric
 from shared.metrics.user import METRICS_FILE, UserMetric, find_user_metric, user_metric_names
@@ -61,6 +61,11 @@ BUILTINS: dict[str, Factory] = {
     "ShowTargets": lambda n: show.ShowTargets(),
     # extra (no original counterpart)
     "PredictionIntervalCoverageProbability": lambda n: intervals.CoverageProbability(),
+    # of the class probabilities outputs carry (output.probabilities)
+    "ROCAUCMetric": lambda n: probabilistic.ROCAUC(),
+    "LogLossMetric": lambda n: probabilistic.LogLoss(),
+    "CalibrationMetric": lambda n: probabilistic.Calibration(),
+    "BinaryCalibrationMetric": lambda n: probabilistic.BinaryCalibration(),
 }
 
 # Original names that cannot fit the (target, output) contract, and why.

@@ -67,6 +67,7 @@ class UserMetric(Metric):
                 raise StreamerError(f"{path}: {label} has no {method}() method: not a metric")
         self.revertible = callable(getattr(probe, "revert", None))
         self.bigger_is_better = bool(getattr(probe, "bigger_is_better", True))
+        self.uses_probabilities = bool(getattr(probe, "uses_probabilities", False))
         given = getattr(probe, "name", None)
         self.name = clean_name(given) if isinstance(given, str) and given else snake_case(label)
         self._errors = [0]  # shared by clones: log the 1st, 2nd, 4th, 8th... error

@@ -17,6 +17,8 @@ Metrics (`<usecase>_metrics`, written by the evaluator, read by the API and the 
 tags `view`, `metric`; fields `value`, `evaluation`; time = the evaluation's time. The
 leaderboard (`<usecase>_leaderboard`, a use case with challengers): the same per model, tag
 `model`, with the model's `role` at that evaluation and the `pairs` each view covers.
+Reliability tables (`<usecase>_reliability`, calibration metrics): one point per non-empty
+bin, tags `view`, `metric`, `bin`.
 
 No other module writes InfluxQL: services call these readers (shared/clients/influx.py runs
 the queries).
@@ -38,6 +40,7 @@ EVENT_TIME = "_event_time"
 RECORD_ID = "_record_id"
 METRICS_SUFFIX = "_metrics"
 LEADERBOARD_SUFFIX = "_leaderboard"
+RELIABILITY_SUFFIX = "_reliability"
 PROGRESS_SUFFIX = "_progress"
 #: Records per query when reading everything.
 PAGE = 20000
@@ -106,6 +109,27 @@ LEADERBOARD_SCHEMA = MeasurementSchema(
         "pairs": "the (target, prediction) pairs the view covers",
         "role": "champion or challenger, at that evaluation",
         "evaluation": "the evaluation's number",
+    },
+    time="the evaluation's time",
+)
+
+
+RELIABILITY_SCHEMA = MeasurementSchema(
+    name="<usecase>" + RELIABILITY_SUFFIX,
+    written_by="the evaluator, for the calibration metrics of evaluation.metrics",
+    read_by="the API (`/usecases/{name}/reliability`) and the dashboard",
+    tags={
+        "view": "batch, cumulative or window",
+        "metric": "the calibration metric's name",
+        "bin": "the bin's number, 0 for the lowest probabilities",
+    },
+    fields={
+        "lower": "the bin's lower edge (excluded, except 0)",
+        "upper": "the bin's upper edge (included)",
+        "count": "records whose probability falls in the bin",
+        "confidence": "their mean probability",
+        "frequency": "how often the outcome happened among them",
+        "evaluation": "the evaluation's number (a table is the rows of one evaluation)",
     },
     time="the evaluation's time",
 )
@@ -420,6 +444,79 @@ def _score(row: dict[str, Any]) -> ModelScore:
         value=float(value) if isinstance(value, int | float) else None,
         pairs=int(pairs) if isinstance(pairs, int | float) else None,
         role=str(role) if role is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class ReliabilityRow:
+    """One bin of a reliability table read back."""
+
+    view: str
+    metric: str
+    bin: int
+    lower: float
+    upper: float
+    count: int
+    confidence: float
+    frequency: float
+    evaluation: int
+    time_ms: int
+
+
+class ReliabilityMeasurement:
+    """The reliability tables of a use case's calibration metrics (one row per non-empty bin
+    per evaluation)."""
+
+    def __init__(self, usecase: str):
+        self.name = usecase + RELIABILITY_SUFFIX
+
+    def point(
+        self, view: str, metric: str, row: dict[str, Any], evaluation: int, time_ms: int
+    ) -> str:
+        """`row`: a bin of `Calibration.table()`."""
+        tags = {"view": view, "metric": metric, "bin": str(int(row["bin"]))}
+        fields = {
+            "lower": float(row["lower"]),
+            "upper": float(row["upper"]),
+            "count": int(row["count"]),
+            "confidence": float(row["confidence"]),
+            "frequency": float(row["frequency"]),
+            "evaluation": evaluation,
+        }
+        return encode_point(self.name, tags, fields, time_ms * 1_000_000)
+
+    async def latest(self, store: QueryRunner, view: str | None = None) -> list[ReliabilityRow]:
+        """The newest table of each (view, metric): the bins its last evaluation wrote (a bin
+        the window view emptied since is left out), lowest first. An evaluation's points share
+        its time, which also orders evaluations of an evaluator that started again from 1."""
+        where = f' WHERE "view" = {quote_string(view)}' if view else ""
+        rows = await store.query(
+            f"SELECT * FROM {quote_identifier(self.name)}{where} "
+            'GROUP BY "view", "metric", "bin" ORDER BY time DESC LIMIT 1'
+        )
+        found = [_reliability(row) for row in rows]
+        newest: dict[tuple[str, str], int] = {}
+        for row in found:
+            key = (row.view, row.metric)
+            newest[key] = max(newest.get(key, row.time_ms), row.time_ms)
+        return sorted(
+            (row for row in found if row.time_ms == newest[(row.view, row.metric)]),
+            key=lambda row: (row.view, row.metric, row.bin),
+        )
+
+
+def _reliability(row: dict[str, Any]) -> ReliabilityRow:
+    return ReliabilityRow(
+        view=str(row.get("view", "")),
+        metric=str(row.get("metric", "")),
+        bin=int(row.get("bin", 0)),
+        lower=float(row.get("lower") or 0.0),
+        upper=float(row.get("upper") or 0.0),
+        count=int(row.get("count") or 0),
+        confidence=float(row.get("confidence") or 0.0),
+        frequency=float(row.get("frequency") or 0.0),
+        evaluation=int(row.get("evaluation") or 0),
+        time_ms=int(row["time"]) // 1_000_000,
     )
 
 

@@ -7,7 +7,9 @@ launcher writes one `Output` per input record to `outputTopic`, and a line it ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -72,6 +74,45 @@ class Timings(_Message):
     predicted: int | None = Field(description="when the launcher's model predicted it")
 
 
+class Probabilities(_Message):
+    """A classifier's class probabilities for one record, bounded: the most probable classes
+    and the predicted one. The evaluator completes the distribution for the classes left out
+    (docs/metrics.md, "Probabilities")."""
+
+    top: dict[str, float] = Field(
+        description="label -> probability: the `output.probabilities` most probable classes "
+        "and the predicted one, by decreasing probability (ties by label)"
+    )
+    omitted: int = Field(
+        0,
+        ge=0,
+        description="how many other classes the model gave a probability to; they share the "
+        "rest of the mass (1 - the sum of `top`) equally",
+    )
+
+    @classmethod
+    def bounded(
+        cls, distribution: Mapping[Any, float] | None, predicted: Any, k: int
+    ) -> Probabilities | None:
+        """The `k` most probable classes of `distribution` and `predicted` (with its own
+        probability, 0 when the distribution lacks it); None without a distribution, with
+        k <= 0, or when a probability is not a finite number."""
+        if not distribution or k <= 0:
+            return None
+        ranked: list[tuple[str, float]] = []
+        for label, probability in distribution.items():
+            value = float(probability)
+            if not math.isfinite(value):
+                return None
+            ranked.append((str(label), value))
+        ranked.sort(key=lambda item: (-item[1], item[0]))
+        top = dict(ranked[:k])
+        if predicted is not None and str(predicted) not in top:
+            top[str(predicted)] = float(distribution.get(predicted, 0.0))
+        omitted = sum(1 for label, _ in ranked if label not in top)
+        return cls(top=top, omitted=omitted)
+
+
 class Output(_Message):
     """One prediction on `outputTopic` (key: `id`), one per input record."""
 
@@ -90,6 +131,16 @@ class Output(_Message):
         default_factory=dict,
         description="with challengers: each challenger's prediction of the record by its name "
         "(shadow predictions, made by the same model version; not post-processed)",
+    )
+    probabilities: Probabilities | None = Field(
+        None,
+        description="the champion's class probabilities (classifiers that give them, "
+        "`output.probabilities` > 0; null otherwise)",
+    )
+    challenger_probabilities: dict[str, Probabilities] = Field(
+        default_factory=dict,
+        description="with challengers: each challenger's class probabilities by its name (those "
+        "that give them)",
     )
     targets: list[JsonValue] = Field(description="the record's labels, when it carries them")
     model_version: int | None = Field(description="the model version that predicted")

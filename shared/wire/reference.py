@@ -28,9 +28,17 @@ from shared.wire.influx import (
     METRICS_SCHEMA,
     PROGRESS_SCHEMA,
     RECORDS_SCHEMA,
+    RELIABILITY_SCHEMA,
     MeasurementSchema,
 )
-from shared.wire.kafka import INPUT_HEADERS, DeadLetter, Output, Timings, dead_letter_topic
+from shared.wire.kafka import (
+    INPUT_HEADERS,
+    DeadLetter,
+    Output,
+    Probabilities,
+    Timings,
+    dead_letter_topic,
+)
 from shared.wire.keys import ROOT, ExternalScriptKeys, UseCaseKeys, heartbeat_key
 from shared.wire.store import REQUESTS_GROUP, ModelMeta, RetrainRequest
 
@@ -154,6 +162,14 @@ def markdown() -> str:
         prediction="smurf.",
         champion="HoeffdingTreeClassifier",
         challengers={"moa.HoeffdingTree": "smurf."},
+        probabilities=Probabilities(
+            top={"smurf.": 0.97, "neptune.": 0.02, "normal.": 0.006}, omitted=20
+        ),
+        challenger_probabilities={
+            "moa.HoeffdingTree": Probabilities(
+                top={"smurf.": 0.9, "normal.": 0.06, "back.": 0.02}, omitted=20
+            )
+        },
         targets=["smurf."],
         model_version=41,
         staleness=12,
@@ -179,6 +195,8 @@ def markdown() -> str:
         model_table(Output),
         "`timings` is a `Timings`:",
         model_table(Timings),
+        "`probabilities` and each value of `challenger_probabilities` are `Probabilities`:",
+        model_table(Probabilities),
         "For example:",
         _example(example_output),
     )
@@ -228,6 +246,7 @@ def markdown() -> str:
         *[measurement_table(schema) for schema in (RECORDS_SCHEMA, PROGRESS_SCHEMA)],
         measurement_table(METRICS_SCHEMA),
         measurement_table(LEADERBOARD_SCHEMA),
+        measurement_table(RELIABILITY_SCHEMA),
     )
     return "\n".join(lines).rstrip() + "\n"
 

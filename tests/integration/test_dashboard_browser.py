@@ -40,7 +40,7 @@ from shared.config import ConnectionSettings
 from shared.heartbeat import Heartbeat
 from shared.modelstore import ModelStore
 from shared.sinks.elastic import ensure_templates
-from shared.wire.influx import LeaderboardMeasurement
+from shared.wire.influx import LeaderboardMeasurement, ReliabilityMeasurement
 from shared.wire.keys import UseCaseKeys, heartbeat_key
 from shared.wire.store import ModelMeta
 
@@ -615,4 +615,70 @@ async def test_dashboard_shows_the_leaderboard_and_a_promotion(unique: str) -> N
             await redis.delete(*keys)
         await influx.query(f'DROP DATABASE "{database}"')
         await redis.aclose()
+        await influx.close()
+
+
+async def test_dashboard_shows_the_reliability_table(unique: str) -> None:
+    """With a calibration metric: the newest reliability table of the window and cumulative
+    views, bin by bin (an older evaluation's bin left out), a large gap marked; a use case
+    without one shows no table."""
+    executable = chromium_path()
+    usecase, database = f"dash-{unique}", f"{unique}_dashboard"
+    settings = ConnectionSettings(influx_db=database, es_url=f"http://127.0.0.1:{free_port()}")
+    influx = AioinfluxStore(settings)
+    try:
+        await influx.ensure_database()
+        table, now = ReliabilityMeasurement(usecase), int(time.time() * 1000)
+
+        def row(number: int, count: int, confidence: float, frequency: float) -> dict:
+            return {"bin": number, "lower": number / 10, "upper": (number + 1) / 10,
+                    "count": count, "confidence": confidence, "frequency": frequency}  # fmt: skip
+
+        lines = [
+            # evaluation 1 had a window bin 3 that evaluation 2 no longer has
+            table.point("window", "calibration_error", row(3, 2, 0.35, 0.5), 1, now - 6000),
+            table.point("window", "calibration_error", row(9, 10, 0.95, 0.9), 1, now - 6000),
+            table.point("window", "calibration_error", row(9, 12, 0.96, 0.75), 2, now - 3000),
+            table.point("cumulative", "calibration_error", row(3, 2, 0.35, 0.5), 2, now - 3000),
+            table.point("cumulative", "calibration_error", row(9, 22, 0.955, 0.8), 2, now - 3000),
+        ]
+        await influx.write_lines(lines)
+        app = FastAPI()
+        app.include_router(dashboard_router(settings), prefix="/dashboard")
+        with serve(app) as base:
+            async with Browser.launch(executable) as browser:
+                await browser.call("goto", url=f"{base}/dashboard?usecase={usecase}&window=300")
+                await browser.wait_for("window.dashboard && dashboard.reliability")
+                shown = await browser.evaluate(
+                    """({
+                      hidden: document.querySelector('#reliability').hidden,
+                      head: [...document.querySelectorAll('#reliability thead th')]
+                        .map(c => c.textContent),
+                      rows: [...document.querySelectorAll('#reliability tbody tr')].map(r =>
+                        [...r.cells].map(c => c.textContent)),
+                      far: [...document.querySelectorAll('#reliability td.far')]
+                        .map(c => c.textContent),
+                      note: document.querySelector('#reliability-note').textContent,
+                    })"""
+                )
+                assert not shown["hidden"], shown
+                assert shown["head"] == [
+                    "probability",
+                    "records (window)", "mean probability (window)", "observed (window)",
+                    "gap (window)",
+                    "records (cumulative)", "mean probability (cumulative)",
+                    "observed (cumulative)", "gap (cumulative)",
+                ], shown  # fmt: skip
+                assert shown["rows"] == [
+                    ["0.3–0.4", "–", "–", "–", "–", "2", "0.35", "0.5", "0.15"],
+                    ["0.9–1", "12", "0.96", "0.75", "0.21", "22", "0.955", "0.8", "0.155"],
+                ], shown
+                assert shown["far"] == ["0.15", "0.21", "0.155"], shown
+                assert shown["note"] == "calibration_error · evaluation 2", shown
+                await browser.call("goto", url=f"{base}/dashboard?usecase=kdd-cup-99")
+                await browser.wait_for("window.dashboard && dashboard.updates >= 1")
+                assert await browser.evaluate("document.querySelector('#reliability').hidden")
+                assert await browser.call("problems") == []
+    finally:
+        await influx.query(f'DROP DATABASE "{database}"')
         await influx.close()

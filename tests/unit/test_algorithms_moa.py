@@ -137,6 +137,19 @@ def test_predict_proba_one_is_normalised_and_agrees_with_predict_one(kdd) -> Non
         assert max(proba, key=proba.get) == algorithm.predict_one(x)
 
 
+def test_predict_proba_many_gives_each_records_votes_in_one_batch() -> None:
+    algorithm = build("moa.NaiveBayes", {}, None, classes_number=3)
+    randomness = random.Random(7)
+    xs = [{"colour": randomness.choice("rgb"), "size": randomness.random()} for _ in range(300)]
+    algorithm.learn_many(xs, ["big" if x["size"] > 0.5 else "small" for x in xs])
+    batch = algorithm.predict_proba_many(xs[:50])
+    assert batch == [algorithm.predict_proba_one(x) for x in xs[:50]]
+    assert len({tuple(sorted(proba.items())) for proba in batch if proba}) > 10  # rows not mixed
+    assert [max(proba, key=proba.get) for proba in batch if proba] == algorithm.predict_many(
+        xs[:50]
+    )
+
+
 def test_missing_features_and_unseen_categories_are_predicted() -> None:
     algorithm = build("moa.NaiveBayes", {}, None, classes_number=3)
     randomness = random.Random(5)

@@ -12,11 +12,12 @@ from services.api.dashboard.snapshot import (
     metric_series,
     model_events,
     model_panel,
+    reliability_panel,
 )
 from services.api.dashboard.sources import Document
 from shared.health import instances_of
 from shared.wire.heartbeat import HeartbeatPayload
-from shared.wire.influx import MetricPoint, ModelScore
+from shared.wire.influx import MetricPoint, ModelScore, ReliabilityRow
 from shared.wire.store import ModelMeta, Published
 
 
@@ -140,3 +141,32 @@ def test_the_leaderboard_panel_puts_the_champion_first_and_follows_one_metric():
     promoted = leaderboard_panel((latest, "accuracy", []), {"champion": "moa.HoeffdingTree"})
     assert promoted is not None and promoted["rows"][0]["model"] == "moa.HoeffdingTree"
     assert leaderboard_panel(None, None) is None
+
+
+def bin_row(view: str, metric: str, number: int, count: int, evaluation: int = 7) -> ReliabilityRow:
+    lower, upper = number / 10, (number + 1) / 10
+    return ReliabilityRow(
+        view, metric, number, lower, upper, count, lower + 0.05, 0.5, evaluation, 1000
+    )
+
+
+def test_the_reliability_panel_shows_one_calibration_metric_per_view_lowest_bin_first():
+    rows = [
+        bin_row("window", "calibration_error", 9, 40),
+        bin_row("window", "calibration_error", 2, 3),
+        bin_row("cumulative", "calibration_error", 9, 400, evaluation=8),
+        bin_row("cumulative", "binary_calibration_error", 0, 10),
+        bin_row("unknown", "calibration_error", 1, 1),
+    ]
+    panel = reliability_panel(rows)
+    assert panel is not None and panel["metric"] == "calibration_error"
+    assert set(panel["views"]) == {"window", "cumulative"}
+    window = panel["views"]["window"]
+    assert [row["bin"] for row in window["bins"]] == [2, 9]
+    assert window["bins"][0] == {
+        "bin": 2, "lower": 0.2, "upper": 0.3, "count": 3, "confidence": 0.25, "frequency": 0.5,
+    }  # fmt: skip
+    assert panel["views"]["cumulative"]["evaluation"] == 8
+    only_binary = reliability_panel([rows[3]])
+    assert only_binary is not None and only_binary["metric"] == "binary_calibration_error"
+    assert reliability_panel([]) is None

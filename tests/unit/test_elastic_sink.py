@@ -64,7 +64,7 @@ async def sink():
 # -- declarations ----------------------------------------------------------------------------
 
 
-def test_the_six_indices_are_declared():
+def test_every_index_is_declared():
     assert set(INDICES) == {
         "metrics",
         "leaderboard",
@@ -73,6 +73,7 @@ def test_the_six_indices_are_declared():
         "alerts",
         "models",
         "predictions",
+        "reliability",
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.structs import ConsumerRecord
-from sklearn.metrics import accuracy_score, mean_absolute_error
+from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, roc_auc_score
 
 from services.evaluator.leaderboard import PENDING_MS, Leaderboard, PromotionRule
 from services.evaluator.scoring import Scorer
@@ -18,7 +18,7 @@ from shared.config import ConnectionSettings, load_usecase
 from shared.errors import StreamerError
 from shared.metrics.evaluation import MetricSet
 from shared.metrics.registry import build_metrics
-from shared.wire.kafka import Output, Timings
+from shared.wire.kafka import Output, Probabilities, Timings
 from shared.wire.store import ModelMeta
 
 ACCURACY = PromotionRule("accuracy", margin=0.1, min_records=20, bigger_is_better=True)
@@ -198,3 +198,31 @@ def test_the_rule_names_a_metric_of_the_use_case(tmp_path: Path):
     usecase = load_usecase(folder, ConnectionSettings(usecases_dir=tmp_path))
     with pytest.raises(StreamerError, match=r"promotion\.metric=recall is not a metric of evaluat"):
         PromotionRule.of(usecase, metric_set)
+
+
+def test_each_model_is_scored_on_its_own_probabilities():
+    """The champion's `probabilities` and each challenger's `challenger_probabilities` feed
+    that model's log-loss and ROC AUC: scikit-learn's over the same values (probabilities on
+    a 0.01 grid: no two different scores share a ROC AUC bin, so it is exact)."""
+    rng = random.Random(11)
+    outputs, truth = [], []
+    scores: dict[str, list[float]] = {"a": [], "b": []}
+    for offset in range(300):
+        target = rng.choice("01")
+        truth.append(int(target))
+        published = {}
+        for name in scores:
+            q = rng.randint(1, 99) / 100  # the model's probability of "1"
+            scores[name].append(q)
+            published[name] = Probabilities(top={"1": q, "0": 1 - q})
+        made = output(offset, target, "1", "a", {"b": "1"})
+        update = {
+            "probabilities": published["a"],
+            "challenger_probabilities": {"b": published["b"]},
+        }
+        outputs.append(made.model_copy(update=update))
+    standing = board(("LogLossMetric", "ROCAUCMetric"), window=1000).score(outputs)
+    for name, score in scores.items():
+        values = standing.values[name]["cumulative"]
+        assert values["log_loss"] == pytest.approx(log_loss(truth, score), rel=1e-9), name
+        assert values["roc_auc"] == pytest.approx(roc_auc_score(truth, score), abs=1e-12), name

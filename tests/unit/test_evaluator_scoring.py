@@ -1,17 +1,22 @@
 """The evaluator's scoring step: duplicates count once, three views, the detector sees the
-monitored view, latencies come from the records' timings."""
+monitored view, latencies come from the records' timings, probability metrics get the outputs'
+probabilities and their reliability tables reach the result and its documents."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 from aiokafka.structs import ConsumerRecord
 
+from services.evaluator.documents import reliability_documents
 from services.evaluator.origins import ORIGIN_EVALUATIONS, InputOrigins, change_origin
 from services.evaluator.scoring import InputHighWater, Scorer, records_per_second
 from shared.config import MonitoringConfig
 from shared.metrics.evaluation import MetricSet
 from shared.metrics.registry import build_metrics
 from shared.monitoring.factory import build_detector
-from shared.wire.kafka import Output, Timings
+from shared.wire.kafka import Output, Probabilities, Timings
 
 
 def output(
@@ -21,6 +26,7 @@ def output(
     produced: int = 1000,
     input_partition: int = 0,
     input_offset: int | None = None,
+    probabilities: dict[str, float] | None = None,
 ) -> ConsumerRecord:
     value = Output(
         id=f"in/{input_partition}/{offset if input_offset is None else input_offset}",
@@ -32,6 +38,7 @@ def output(
         prediction=prediction,
         model_version=2,
         timings=Timings(produced=produced, consumed=None, predicted=None),
+        probabilities=Probabilities(top=probabilities) if probabilities else None,
     ).encode()
     return ConsumerRecord("out", 0, offset, produced + 40, 0, b"k", value, None, 1, len(value), [])
 
@@ -156,3 +163,34 @@ def test_input_origins_are_bounded_and_clamp_older_evaluations_to_the_oldest_kep
     assert origins.since(10**6) == {"in/0": 10 * (ORIGIN_EVALUATIONS + 10)}
     origins.note(10**6, {}, {"in/1": 7})  # a partition first seen: its first scored offset
     assert origins.since(10**6) == {"in/1": 7}
+
+
+def test_probability_metrics_score_the_outputs_probabilities_and_tables_reach_the_documents():
+    metrics = build_metrics(["Accuracy", "LogLossMetric", "CalibrationMetric"])
+    subject = Scorer(MetricSet(metrics, window=2), None, {}, "batch", False)
+    result = subject.evaluate(
+        [
+            output(0, "1", "1", probabilities={"1": 0.8, "0": 0.2}),
+            output(1, "0", "1", probabilities={"1": 0.6, "0": 0.4}),
+            output(2, "0", None),  # before any model version: no probabilities, no pair
+            output(3, "0", "0", probabilities={"0": 0.95, "1": 0.05}),
+        ],
+        1,
+    )
+    cumulative = result.views["cumulative"]
+    wanted = (-math.log(0.8) - math.log(0.4) - math.log(0.95)) / 3
+    assert cumulative["log_loss"] == pytest.approx(wanted, rel=1e-12)
+    assert cumulative["accuracy"] == 2 / 3
+    table = result.tables["cumulative"]["calibration_error"]
+    # top-label confidences 0.8 (right), 0.6 (wrong), 0.95 (right)
+    assert [(row["bin"], row["count"], row["frequency"]) for row in table] == [
+        (5, 1, 0.0), (7, 1, 1.0), (9, 1, 1.0),
+    ]  # fmt: skip
+    # the window's last two pairs: one without probabilities (skipped, yet counted), one 0.95
+    assert [row["bin"] for row in result.tables["window"]["calibration_error"]] == [9]
+    documents = reliability_documents("uc", result)
+    assert len(documents) == 3 + 3 + 1  # batch, cumulative, window
+    assert {(d["view"], d["metric"], d["evaluation"]) for d in documents} >= {
+        ("window", "calibration_error", 1)
+    }
+    assert documents[0]["output_offsets"] == "0:0-3"

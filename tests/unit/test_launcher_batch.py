@@ -209,3 +209,52 @@ def test_without_challengers_outputs_name_no_champion():
     outputs = run([message(GOOD.encode(), 0)], ServingModel(Recorder(), 1)).outputs
     output = json.loads(outputs[0][1])
     assert output["champion"] is None and output["challengers"] == {}
+
+
+class Probabilistic(Algorithm):
+    """Fixed probabilities over four classes; predicts a class that is not the most probable,
+    as a post-processed or thresholded classifier may."""
+
+    name = "Probabilistic"
+
+    def __init__(self, predicted: str = "c") -> None:
+        self.predicted = predicted
+
+    def learn_one(self, x, y) -> None:
+        pass
+
+    def predict_one(self, x):
+        return self.predicted
+
+    def predict_proba_one(self, x):
+        return {"a": 0.5, "b": 0.3, "c": 0.15, "d": 0.05}
+
+
+def test_outputs_carry_the_top_k_probabilities_and_the_predicted_class():
+    model = ServingModel(Probabilistic(), 3, probabilities=1)
+    output = json.loads(run([message(GOOD.encode(), 0, 1)], model).outputs[0][1])
+    assert output["prediction"] == "c"
+    assert output["probabilities"] == {"top": {"a": 0.5, "c": 0.15}, "omitted": 2}
+    model = ServingModel(Probabilistic(), 3, probabilities=0)
+    assert (
+        json.loads(run([message(GOOD.encode(), 0, 1)], model).outputs[0][1])["probabilities"]
+        is None
+    )
+
+
+def test_each_challenger_publishes_its_own_probabilities():
+    models = Contenders(
+        {"one": Probabilistic("a"), "two": Probabilistic("d"), "none": Recorder()}, "one"
+    )
+    model = ServingModel(models, 3, probabilities=2)
+    output = json.loads(run([message(GOOD.encode(), 0, 1)], model).outputs[0][1])
+    assert output["probabilities"] == {"top": {"a": 0.5, "b": 0.3}, "omitted": 2}
+    assert output["challenger_probabilities"] == {
+        "two": {"top": {"a": 0.5, "b": 0.3, "d": 0.05}, "omitted": 1}
+    }  # the Recorder gives none: absent
+
+
+def test_a_learning_launcher_publishes_no_probabilities():
+    model = ServingModel(Probabilistic(), 3, learn=True, probabilities=3)
+    output = json.loads(run([message(GOOD.encode(), 0, 1)], model).outputs[0][1])
+    assert output["probabilities"] is None

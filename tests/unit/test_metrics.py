@@ -56,6 +56,12 @@ INTERVAL_NAMES = {
     "PredictionIntervalCoverageProbability": "picp",
 }
 SHOW_NAMES = {"ShowOutputs": "estimated", "ShowTargets": "target"}
+PROBABILITY_NAMES = {
+    "ROCAUCMetric": "roc_auc",
+    "LogLossMetric": "log_loss",
+    "CalibrationMetric": "calibration_error",
+    "BinaryCalibrationMetric": "binary_calibration_error",
+}
 FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # Binary: TP = 3 (0, 3, 6), FP = 2 (1, 7), FN = 1 (2), TN = 2 (4, 5).
@@ -251,6 +257,8 @@ def test_missing_values_are_skipped(name: str):
     good_target, good_output = ("1", "1") if "Classification" in name else ("3", "3")
     if name in INTERVAL_NAMES:
         good_output = [3, 2, 4]  # type: ignore[assignment]
+    if name in PROBABILITY_NAMES:
+        good_target, good_output = "1", {"1": 0.7, "0": 0.3}  # type: ignore[assignment]
     for bad in missing:
         metric.update(bad, good_output)
         metric.update(good_target, bad)
@@ -348,11 +356,18 @@ def random_pairs(name: str, rng: random.Random, n: int) -> list[tuple[Any, Any]]
         elif name in REGRESSION_NAMES or name in SHOW_NAMES or name in {"MAE", "R2", "RMSE"}:
             t = rng.choice([0.0, rng.uniform(-1e3, 1e3) + 1e4])
             pair = (str(t), t + rng.gauss(0, 50))
+        elif name in PROBABILITY_NAMES:
+            labels = ["0", "1", "2", "3"]
+            weights = [rng.choice([0.0, rng.random()]) for _ in labels]
+            total = sum(weights) or 1.0
+            ranked = sorted(zip(labels, weights, strict=True), key=lambda item: -item[1])
+            top = dict((label, weight / total) for label, weight in ranked[:2])
+            pair = (rng.choice(labels), next(iter(top)), {"top": top, "omitted": 2})
         else:
             labels = ["0", "1"] if "Binary" in name else ["a", "b", "c", "d"]
             pair = (rng.choice(labels), rng.choice(labels))
         if rng.random() < 0.1:
-            pair = (pair[0], rng.choice([None, "nan", float("nan")]))
+            pair = (pair[0], *[rng.choice([None, "nan", float("nan")])] * (len(pair) - 1))
         pairs.append(pair)
     return pairs
 
@@ -374,8 +389,8 @@ def test_window_equals_fresh_metric_over_last_pairs(name: str):
             fresh = build_metric(name)
             if name in INTERVAL_NAMES:  # the normalising range spans the whole history
                 fresh.seen = metrics.templates[0].seen  # type: ignore[attr-defined]
-            for target, output in history[-window:]:
-                fresh.update(target, output)
+            for pair in history[-window:]:
+                fresh.update(pair[0], pair[-1])  # the probabilities, when the pair has them
             if name in BUILTINS:  # exact sums and counts: equal to the last bit
                 assert got == fresh.get(), (window, got, fresh.get())
             else:  # River keeps float running statistics

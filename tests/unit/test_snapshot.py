@@ -450,3 +450,13 @@ def test_river_algorithm_says_none_when_the_model_has_no_probabilities() -> None
     algorithm = RiverAlgorithm(NoProbabilities())
     algorithm.learn_one({"a": 1.0}, "a")
     assert algorithm.predict_proba_one({"a": 1.0}) is None
+
+
+def test_predict_proba_many_of_a_snapshot_is_rivers_record_by_record() -> None:
+    algorithm = trained(3000)
+    snapshot = inference_snapshot(algorithm)
+    xs = [x for x, _ in drifting_agrawal(200, seed=11)]
+    expected = [algorithm.model.predict_proba_one(x) for x in xs]
+    assert snapshot.predict_proba_many(xs) == expected
+    assert algorithm.predict_proba_many(xs) == expected
+    assert len({tuple(sorted(proba.items())) for proba in expected}) > 10  # not all one leaf

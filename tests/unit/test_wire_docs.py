@@ -13,10 +13,12 @@ from shared.wire.influx import (
     METRICS_SCHEMA,
     PROGRESS_SCHEMA,
     RECORDS_SCHEMA,
+    RELIABILITY_SCHEMA,
     LeaderboardMeasurement,
     MeasurementSchema,
     MetricsMeasurement,
     RecordsMeasurement,
+    ReliabilityMeasurement,
 )
 from shared.wire.keys import UseCaseKeys
 
@@ -80,7 +82,30 @@ def names_in(line: str) -> tuple[str, set[str], set[str]]:
                 evaluation=3, time_ms=9,
             ),
         ),
+        (
+            RELIABILITY_SCHEMA,
+            ReliabilityMeasurement("<usecase>").point(
+                "window", "calibration_error",
+                {"bin": 3, "lower": 0.3, "upper": 0.4, "count": 5, "confidence": 0.35,
+                 "frequency": 0.4},
+                evaluation=3, time_ms=9,
+            ),
+        ),
     ],
 )  # fmt: skip
 def test_the_documented_measurements_are_what_the_writers_write(schema: MeasurementSchema, line):
     assert names_in(line) == (schema.name, set(schema.tags), set(schema.fields))
+
+
+def test_bounded_probabilities_keep_the_top_k_and_the_predicted_class() -> None:
+    from shared.wire.kafka import Probabilities
+
+    distribution = {"x": 0.2, "y": 0.2, "z": 0.5, 3: 0.1}
+    assert Probabilities.bounded(distribution, "z", 2) == Probabilities(
+        top={"z": 0.5, "x": 0.2}, omitted=2
+    )  # a tie is broken by the label
+    assert Probabilities.bounded(distribution, 3, 1).top == {"z": 0.5, "3": 0.1}
+    assert Probabilities.bounded(distribution, "unknown", 4).top["unknown"] == 0.0
+    assert Probabilities.bounded(distribution, "z", 0) is None
+    assert Probabilities.bounded(None, "z", 3) is None
+    assert Probabilities.bounded({"x": float("nan")}, "x", 3) is None

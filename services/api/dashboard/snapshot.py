@@ -23,7 +23,7 @@ from services.api.dashboard.sources import Document, Requested, Sources
 from shared.config.settings import ConnectionSettings
 from shared.health import InstanceHealth, UseCaseService, usecase_services
 from shared.sinks.elastic import DEFAULT_PREFIX
-from shared.wire.influx import MetricPoint, ModelScore
+from shared.wire.influx import MetricPoint, ModelScore, ReliabilityRow
 from shared.wire.store import ModelMeta, Published
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class Dashboard:
         (shared.health.UseCaseService). `leaderboard` (null without challengers): see
         `leaderboard_panel`; its `series` are deltas like the metrics'. `rounds` (empty but
         for a federated server): its newest rounds, oldest first (shared.wire.federated.RoundRow).
+        `reliability` (null without a calibration metric): see `reliability_panel`.
         """
         now_ms = int(time.time() * 1000)
         bucket_ms = max(1000, (window_s * 1000 // MAX_POINTS) // 1000 * 1000)
@@ -124,7 +125,7 @@ class Dashboard:
         start_ms -= start_ms % bucket_ms
         status: dict[str, dict[str, Any]] = {}
         sources = self.sources
-        metrics, board, batches, alerts, redis_part, rounds = await asyncio.gather(
+        metrics, board, batches, alerts, redis_part, rounds, reliability = await asyncio.gather(
             _guard(status, "influxdb", sources.metric_buckets(usecase, start_ms, bucket_ms), []),
             _guard(status, "influxdb", self._leaderboard(usecase, start_ms, bucket_ms), None),
             _guard(
@@ -137,6 +138,7 @@ class Dashboard:
             _guard(status, "elasticsearch", sources.alerts(usecase, window_start, MAX_EVENTS), []),
             _guard(status, "redis", self._redis_part(usecase, window_start), None),
             _guard(status, "redis", sources.federated_rounds(usecase, MAX_ROUNDS), []),
+            _guard(status, "influxdb", sources.reliability(usecase), []),
         )
         services, model, events, outputs = redis_part or ([], None, [], None)
         if batches and batches["present"]:
@@ -162,6 +164,7 @@ class Dashboard:
             "model": model,
             "leaderboard": leaderboard_panel(board, model),
             "rounds": [row.model_dump() for row in rounds],
+            "reliability": reliability_panel(reliability),
             "services": [row.model_dump() for row in services],
             "sources": status,
         }
@@ -397,6 +400,35 @@ def leaderboard_panel(
         ],
         "series": series,
     }
+
+
+def reliability_panel(rows: list[ReliabilityRow]) -> dict[str, Any] | None:
+    """`{"metric", "views": {view: {"evaluation", "time", "bins": [{"bin", "lower", "upper",
+    "count", "confidence", "frequency"}]}}}`: the newest reliability table of one calibration
+    metric (`calibration_error` when the use case has it, else the first by name) per view,
+    bins lowest first. None without a calibration metric."""
+    names = sorted({row.metric for row in rows})
+    if not names:
+        return None
+    metric = "calibration_error" if "calibration_error" in names else names[0]
+    views: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda found: (found.view, found.bin)):
+        if row.metric != metric or row.view not in VIEWS:
+            continue
+        table = views.setdefault(
+            row.view, {"evaluation": row.evaluation, "time": row.time_ms, "bins": []}
+        )
+        table["bins"].append(
+            {
+                "bin": row.bin,
+                "lower": row.lower,
+                "upper": row.upper,
+                "count": row.count,
+                "confidence": row.confidence,
+                "frequency": row.frequency,
+            }
+        )
+    return {"metric": metric, "views": views}
 
 
 def evaluator_outputs(services: list[UseCaseService]) -> tuple[int, float] | None:

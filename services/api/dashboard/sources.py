@@ -2,8 +2,9 @@
 
 - Redis: the live instances (shared.health), the `models` stream and `model:latest`
   (shared.wire.store), retrain requests (`train:requests`);
-- InfluxDB: the evaluator's `<usecase>_metrics` (shared.wire.influx.MetricsMeasurement) and,
-  with challengers, `<usecase>_leaderboard` (LeaderboardMeasurement);
+- InfluxDB: the evaluator's `<usecase>_metrics` (shared.wire.influx.MetricsMeasurement), its
+  reliability tables `<usecase>_reliability` (ReliabilityMeasurement) and, with challengers,
+  `<usecase>_leaderboard` (LeaderboardMeasurement);
 - Elasticsearch: `<prefix>batches` (throughput, latency) and `<prefix>alerts`, written by the
   evaluator when visualization=true (either may be absent);
 - the use-cases folder.
@@ -39,6 +40,8 @@ from shared.wire.influx import (
     MetricPoint,
     MetricsMeasurement,
     ModelScore,
+    ReliabilityMeasurement,
+    ReliabilityRow,
     usecases_with_metrics,
 )
 from shared.wire.keys import UseCaseKeys
@@ -165,6 +168,10 @@ class Sources:
         return await LeaderboardMeasurement(usecase).buckets(
             self.influx, start_ms, bucket_ms, view, metric
         )
+
+    async def reliability(self, usecase: str) -> list[ReliabilityRow]:
+        """The newest reliability table of each calibration metric per view."""
+        return await ReliabilityMeasurement(usecase).latest(self.influx)
 
     async def usecases_with_metrics(self) -> set[str]:
         return await usecases_with_metrics(self.influx)

@@ -1,6 +1,7 @@
-"""What the pipeline produced: metric values (InfluxDB, written by the evaluator), alerts and
-detections (Elasticsearch), model versions (Redis). Missing storage (no database or index yet)
-is an empty answer, not an error: a use case that has not run yet simply has nothing."""
+"""What the pipeline produced: metric values and reliability tables (InfluxDB, written by the
+evaluator), alerts and detections (Elasticsearch), model versions (Redis). Missing storage (no
+database or index yet) is an empty answer, not an error: a use case that has not run yet simply
+has nothing."""
 
 from __future__ import annotations
 
@@ -23,13 +24,16 @@ from services.api.models import (
     MetricSeries,
     MetricValue,
     Models,
+    Reliability,
+    ReliabilityBin,
+    ReliabilityTable,
     Rounds,
 )
 from shared.clients.influx import AioinfluxStore, InfluxDBError
 from shared.errors import ServiceUnavailableError
 from shared.metrics.evaluation import VIEWS
 from shared.wire.federated import read_rounds
-from shared.wire.influx import MetricsMeasurement
+from shared.wire.influx import MetricsMeasurement, ReliabilityMeasurement, ReliabilityRow
 from shared.wire.store import latest_version, read_published
 
 log = logging.getLogger("api")
@@ -68,6 +72,47 @@ async def metrics(
             for (view_name, metric), values in sorted(grouped.items())
         ]
     return Metrics(usecase=entry.name, latest=latest, series=series)
+
+
+@router.get("/{name}/reliability", response_model=Reliability, responses=NOT_FOUND)
+async def reliability(
+    entry: KnownEntry,
+    influx: InfluxClient,
+    view: Annotated[View | None, Query(description="only this view")] = None,
+) -> Reliability:
+    """The reliability (calibration) table of each calibration metric per view, as the
+    newest evaluation wrote it: per bin of probability, how many records, their mean
+    probability and how often the outcome happened."""
+    rows = await ReliabilityMeasurement(entry.name).latest(
+        InfluxReader(influx), view.value if view else None
+    )
+    return Reliability(usecase=entry.name, tables=reliability_tables(rows))
+
+
+def reliability_tables(rows: list[ReliabilityRow]) -> list[ReliabilityTable]:
+    """Rows (sorted by view, metric, bin, all of one evaluation per table) into tables."""
+    tables: dict[tuple[str, str], ReliabilityTable] = {}
+    for row in rows:
+        table = tables.get((row.view, row.metric))
+        if table is None:
+            table = tables[(row.view, row.metric)] = ReliabilityTable(
+                view=row.view,
+                metric=row.metric,
+                evaluation=row.evaluation,
+                time_ms=row.time_ms,
+                bins=[],
+            )
+        table.bins.append(
+            ReliabilityBin(
+                bin=row.bin,
+                lower=row.lower,
+                upper=row.upper,
+                count=row.count,
+                confidence=row.confidence,
+                frequency=row.frequency,
+            )
+        )
+    return list(tables.values())
 
 
 @router.get("/{name}/alerts", response_model=Alerts, responses=NOT_FOUND)

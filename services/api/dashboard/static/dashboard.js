@@ -45,7 +45,7 @@
   // What tests (and curious users, in the console) can read.
   const dashboard = (window.dashboard = {
     usecase: null, mode: null, updates: 0, full: 0, streams: 0, points: {}, markers: 0,
-    model: null, services: [], leaderboard: null, rounds: [],
+    model: null, services: [], leaderboard: null, rounds: [], reliability: null,
   });
 
   function emptyMetrics() {
@@ -329,6 +329,48 @@
     chart.querySelector(".metric").textContent = board.metric;
   }
 
+  // Calibration: per bin of probability, the records, their mean probability and how often
+  // the outcome happened (window and cumulative views); a gap above 0.1 stands out.
+  function renderReliability(panel) {
+    dashboard.reliability = panel;
+    const section = $("#reliability");
+    const views = ["window", "cumulative"].filter((view) => panel && panel.views[view]);
+    section.hidden = !views.length;
+    if (!views.length) return;
+    const head = [element("th", "probability")];
+    for (const view of views) {
+      head.push(element("th", `records (${view})`), element("th", `mean probability (${view})`),
+        element("th", `observed (${view})`), element("th", `gap (${view})`));
+    }
+    section.querySelector("thead tr").replaceChildren(...head);
+    const bins = new Map();
+    for (const view of views) {
+      for (const row of panel.views[view].bins) {
+        if (!bins.has(row.bin)) bins.set(row.bin, { lower: row.lower, upper: row.upper });
+        bins.get(row.bin)[view] = row;
+      }
+    }
+    const rows = [...bins.entries()].sort((a, b) => a[0] - b[0]).map(([bin, found]) => {
+      const tr = element("tr");
+      tr.dataset.bin = bin;
+      tr.append(element("td", `${fmt(found.lower)}–${fmt(found.upper)}`, "num"));
+      for (const view of views) {
+        const row = found[view];
+        const gap = row ? Math.abs(row.frequency - row.confidence) : null;
+        tr.append(
+          element("td", row ? String(row.count) : "–", "num"),
+          element("td", row ? fmt(row.confidence) : "–", "num"),
+          element("td", row ? fmt(row.frequency) : "–", "num"),
+          element("td", fmt(gap), gap !== null && gap > 0.1 ? "num gap far" : "num gap"),
+        );
+      }
+      return tr;
+    });
+    section.querySelector("tbody").replaceChildren(...rows);
+    const newest = panel.views[views[views.length - 1]];
+    $("#reliability-note").textContent = `${panel.metric} · evaluation ${newest.evaluation}`;
+  }
+
   // A federated server: each client's training records and loss on its own records, per round.
   function renderRounds(rounds) {
     dashboard.rounds = rounds;
@@ -456,6 +498,7 @@
 
     renderLeaderboard(board || null);
     renderRounds(snapshot.rounds || []);
+    renderReliability(snapshot.reliability || null);
     drawAll();
     renderModel(snapshot.model);
     renderServices(snapshot.services || []);
