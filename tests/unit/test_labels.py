@@ -38,7 +38,7 @@ def test_delays_in_records_or_time(text, delay):
 
 @pytest.mark.parametrize("text", ["", "5 sec", "-3", "1.5", "s", "1e3", True])
 def test_what_is_no_delay_is_refused_naming_it(text):
-    with pytest.raises(ValueError, match="delay|whole number"):
+    with pytest.raises(ValueError, match=r"delay|whole number"):
         parse_delay(text)
 
 
