@@ -1,0 +1,177 @@
+"""Delayed labels on the real services: the producer holds each label back (label.delay), the
+launcher predicts at once, the trainer learns and the evaluator scores each record when its
+label arrives on labelTopic, and what waits beyond label.timeout is counted."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from pathlib import Path
+
+from river import evaluate, metrics, tree
+
+from shared.clients.influx import AioinfluxStore
+from shared.clients.redis import connect_redis
+from shared.heartbeat import read_heartbeats
+from shared.records import KDDClassificationRecord
+from shared.wire.influx import MetricsMeasurement
+from tests.integration.pipeline_helpers import (
+    collect_outputs,
+    kdd_slice,
+    run_producer,
+    service,
+    service_env,
+)
+
+ROWS = 20_000
+DELAY = 1000
+
+
+def make_usecase(root: Path, name: str, datafile: Path, *, delay: str, timeout: str) -> Path:
+    """KDD rows replayed at 1,000 records a second (blocks of 100), labels held back."""
+    folder = root / name
+    folder.mkdir()
+    (folder / "streaming.props").write_text(
+        f"mainTopic={name}\noutputTopic={name}.outputs\nlabelTopic={name}.labels\n"
+        f"label.delay={delay}\nlabel.timeout={timeout}\nproblem.type=KDDClassification\n"
+        f"datafile={datafile}\nproducerType=BLOCK\nrecordsPerBlock=100\n"
+        "producerTimeInterval=100\nreadingTimeInterval=100\n"
+    )
+    (folder / "algs.props").write_text(
+        "algorithm=HoeffdingTreeClassifier\nevaluation.metrics=Accuracy\n"
+    )
+    return folder
+
+
+def river_delayed_accuracy(path: Path, delay: int) -> float:
+    """The outside reference: River's progressive validation with the labels `delay` records
+    late, on the same rows."""
+    rows = [KDDClassificationRecord.parse(line) for line in path.read_text().splitlines()]
+    dataset = [(record.values, record.targets[0]) for record in rows]
+    score = evaluate.progressive_val_score(
+        dataset, tree.HoeffdingTreeClassifier(), metrics.Accuracy(), delay=delay
+    )
+    return score.get()
+
+
+async def counters_of(connections, name: str, usecase: str, done, wait_s: float) -> dict:
+    """A service's counters for the use case (its heartbeat, every 3 s) once `done(counters)`;
+    the last ones seen when the wait is over."""
+    redis = connect_redis(connections)
+    counters: dict = {}
+    try:
+        async with asyncio.timeout(wait_s):
+            while True:
+                for beat in await read_heartbeats(redis):
+                    if beat.service == name and beat.counters.get(usecase):
+                        counters = beat.counters[usecase]
+                if done(counters):
+                    return counters
+                await asyncio.sleep(0.5)
+    except TimeoutError:
+        return counters
+    finally:
+        await redis.aclose()
+
+
+async def services_started(connections, usecase: str) -> None:
+    """The launcher, trainer and evaluator beat: the stream starts once they listen, as a live
+    one would (a backlog would be predicted by versions further behind than the delay)."""
+    for name in ("launcher", "trainer", "evaluator"):
+        await counters_of(connections, name, usecase, bool, 60)
+
+
+async def cumulative_accuracy(connections, database: str, usecase: str) -> float | None:
+    store = AioinfluxStore(connections, database)
+    try:
+        points = await MetricsMeasurement(usecase).latest(store, view="cumulative")
+    finally:
+        await store.close()
+    return {point.metric.lower(): point.value for point in points}.get("accuracy")
+
+
+async def test_prequential_accuracy_with_labels_a_thousand_records_late_is_rivers(
+    tmp_path, data_dir, kafka_bootstrap, connections, unique
+):
+    datafile = kdd_slice(data_dir, ROWS, tmp_path / "kdd.csv")
+    folder = make_usecase(tmp_path, unique, datafile, delay=str(DELAY), timeout="100000")
+    env = service_env(unique)
+    log = tmp_path / "services.log"
+    expected = {f"kdd:{line}" for line in range(1, ROWS + 1)}
+    with (
+        service("launch", folder, env, log),
+        service("train", folder, env, log),
+        service("evaluate", folder, env, log, cwd=tmp_path),
+    ):
+        await services_started(connections, unique)
+        await asyncio.to_thread(run_producer, folder, env, log, 300)
+        outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 120)
+        labels = await collect_outputs(kafka_bootstrap, f"{unique}.labels", expected, 60)
+        counters = await counters_of(
+            connections, "evaluator", unique, lambda c: c.get("labels_joined", 0) >= ROWS, 120
+        )
+        trainer = await counters_of(
+            connections, "trainer", unique, lambda c: c.get("records_learned", 0) >= ROWS, 30
+        )
+    tail = log.read_text()[-3000:]
+    # every record predicted once, without its label; every label sent once
+    ids = collections.Counter(output["record_id"] for output in outputs)
+    assert set(ids) == expected and max(ids.values()) == 1, tail
+    assert all(output["targets"] == [] for output in outputs)
+    label_ids = collections.Counter(label["record_id"] for label in labels)
+    assert set(label_ids) == expected and max(label_ids.values()) == 1
+    # the trainer learnt each record once its label came
+    assert trainer.get("records_learned") == ROWS, trainer
+    # the evaluator scored each prediction once, when its label arrived
+    assert counters.get("labels_joined") == ROWS, counters
+    assert counters.get("labels_missing") == 0 and counters.get("labels_waiting") == 0
+
+    truth = {label["record_id"]: label["targets"][0] for label in labels}
+    # as River's progressive validation, a record predicted by no model yet is not scored
+    scored = [output for output in outputs if output["prediction"] is not None]
+    right = sum(output["prediction"] == truth[output["record_id"]] for output in scored)
+    from_outputs = right / len(scored)
+    from_evaluator = await cumulative_accuracy(connections, unique, unique)
+    river = river_delayed_accuracy(datafile, DELAY)
+    figures = f"outputs {from_outputs:.4f}, evaluator {from_evaluator}, River {river:.4f}"
+    print(f"delayed labels, {ROWS} KDD rows, delay {DELAY}: {figures}")
+    assert from_evaluator is not None and abs(from_evaluator - from_outputs) < 1e-9, figures
+    assert abs(from_outputs - river) <= 0.005, figures
+
+
+async def test_labels_withheld_beyond_the_timeout_are_counted(
+    tmp_path, data_dir, kafka_bootstrap, connections, unique
+):
+    """Labels come 1,000 records late, the join waits 100: every prediction but the last 100
+    (whose labels come with the end of the file, when no later output ages them) is dropped
+    and counted as missing its label, none is left waiting, and every label that found no
+    prediction any more is dropped too."""
+    rows = 3000
+    datafile = kdd_slice(data_dir, rows, tmp_path / "kdd.csv")
+    folder = make_usecase(tmp_path, unique, datafile, delay="1000", timeout="100")
+    env = service_env(unique)
+    log = tmp_path / "services.log"
+    expected = {f"kdd:{line}" for line in range(1, rows + 1)}
+
+    def settled(counters: dict) -> bool:
+        scored = counters.get("labels_joined", 0) + counters.get("labels_missing", 0)
+        return scored >= rows and counters.get("labels", 0) >= rows
+
+    with (
+        service("launch", folder, env, log),
+        service("train", folder, env, log),
+        service("evaluate", folder, env, log, cwd=tmp_path),
+    ):
+        await services_started(connections, unique)
+        await asyncio.to_thread(run_producer, folder, env, log, 120)
+        await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 60)
+        counters = await counters_of(connections, "evaluator", unique, settled, 60)
+        trainer = await counters_of(
+            connections, "trainer", unique, lambda c: c.get("labels_missing", 0) > 0, 30
+        )
+    assert counters.get("labels_joined", 0) + counters.get("labels_missing", 0) == rows, counters
+    assert counters.get("labels_waiting") == 0, counters
+    assert counters.get("labels_missing") == rows - 100, counters
+    # labels that came while outputs still flowed, after their prediction was dropped
+    assert counters.get("labels_orphaned", 0) >= rows - 1200, counters
+    assert trainer.get("labels_missing", 0) > 0, trainer
