@@ -6,21 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import signal
 from pathlib import Path
 
 from river import evaluate, metrics, tree
 
 from shared.clients.influx import AioinfluxStore
+from shared.clients.kafka import ensure_topics
 from shared.clients.redis import connect_redis
 from shared.heartbeat import read_heartbeats
 from shared.records import KDDClassificationRecord
 from shared.wire.influx import MetricsMeasurement
+from shared.wire.kafka import Label
 from tests.integration.pipeline_helpers import (
     collect_outputs,
     kdd_slice,
     run_producer,
     service,
     service_env,
+)
+from tests.integration.test_producer import read_topic, record_ids
+from tests.integration.test_producer_restart import (
+    committed_count,
+    start_producer,
+    wait_for_records,
+)
+from tests.integration.test_producer_restart import (
+    run_producer as produce_to_the_end,
 )
 
 ROWS = 20_000
@@ -175,3 +187,46 @@ async def test_labels_withheld_beyond_the_timeout_are_counted(
     # labels that came while outputs still flowed, after their prediction was dropped
     assert counters.get("labels_orphaned", 0) >= rows - 1200, counters
     assert trainer.get("labels_missing", 0) > 0, trainer
+
+
+async def test_a_producer_killed_mid_replay_sends_every_record_and_every_label_once(
+    tmp_path, data_dir, kafka_bootstrap, unique
+):
+    """Labels travel in the transactions of the records they are due with: whenever the
+    producer is killed, the topics hold the first L records and exactly the labels of the
+    first L - D; the restart holds the missing labels again and sends each one once."""
+    rows, delay = 3000, 250
+    datafile = kdd_slice(data_dir, rows, tmp_path / "kdd.csv")
+    folder = make_usecase(tmp_path, unique, datafile, delay=str(delay), timeout="1000")
+    props = folder / "streaming.props"
+    props.write_text(
+        props.read_text().replace("producerTimeInterval=100", "producerTimeInterval=20")
+    )
+    labels_topic = f"{unique}.labels"
+    await ensure_topics(kafka_bootstrap, [unique, labels_topic])
+    seen: list[tuple[int, int]] = []
+    for more_than in (400, 1200):
+        process = await start_producer(folder, kafka_bootstrap)
+        await wait_for_records(kafka_bootstrap, unique, more_than)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        committed = await committed_count(kafka_bootstrap, unique)
+        labelled = await committed_count(kafka_bootstrap, labels_topic)
+        seen.append((committed, labelled))
+        assert labelled == max(0, committed - delay), seen
+    assert seen[-1][0] < rows, "the kills came after the end of the replay"
+    assert seen[-1][1] > 0, f"no label was due before the kills: {seen}"
+
+    summary = await produce_to_the_end(folder, kafka_bootstrap)
+    assert summary["outcome"] == "end of file"
+    records = await read_topic(kafka_bootstrap, unique, rows)
+    labels = await read_topic(kafka_bootstrap, labels_topic, rows)
+    expected = {f"kdd:{line}": 1 for line in range(1, rows + 1)}
+    assert record_ids(records) == expected and record_ids(labels) == expected
+    lines = datafile.read_text().splitlines()
+    for record in records:  # each line as in the file, its label column emptied
+        line = lines[int(dict(record.headers)["record-id"].rsplit(b":", 1)[1]) - 1]
+        assert record.value.decode() == line[: line.rindex(",") + 1]
+    for label in map(lambda message: Label.decode(message.value), labels):
+        line = lines[int(label.record_id.rsplit(":", 1)[1]) - 1]
+        assert label.targets == KDDClassificationRecord.parse(line).targets
