@@ -1,16 +1,26 @@
 """Delayed labels as pure logic: delays, the producer's held labels, the join by record id."""
 
+import gzip
+import itertools
 import pickle
+import threading
 
 import pytest
-from river import stream
+from aiokafka.structs import ConsumerRecord
+from river import stream, tree
 
+from services.evaluator.labels import DelayedLabels
+from services.evaluator.scoring import Scorer
 from services.producer.labels import LabelSplitter, ProducerLabels
 from services.producer.source import Line
+from services.trainer.learner import Learner
+from shared.algorithms.river_algorithm import RiverAlgorithm
 from shared.config.models import StreamingConfig
 from shared.labels import Delay, HeldLabels, LabelJoin, parse_delay
+from shared.metrics.evaluation import MetricSet
+from shared.metrics.registry import build_metrics
 from shared.records.builtin import KDDClassificationRecord
-from shared.wire.kafka import Label
+from shared.wire.kafka import Label, Output, Timings
 
 KDD_LINE = (
     "0,tcp,http,SF,181,5450,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,8,8,0.00,0.00,0.00,0.00,1.00,0.00,"
@@ -145,3 +155,79 @@ def test_what_waits_beyond_the_timeout_in_time_is_dropped_and_the_join_pickles()
     restored = pickle.loads(pickle.dumps(join))  # the evaluator's checkpoint holds it
     assert restored.add_label("b", "y", now_s=111.0) == (2, "y")
     assert restored.expired.items == 1
+
+
+def _unlabelled_output(offset: int, prediction: str) -> ConsumerRecord:
+    value = Output(
+        id=f"in/0/{offset}",
+        record_id=f"s:{offset}",
+        usecase="uc",
+        source="s",
+        event_time=None,
+        targets=[],
+        prediction=prediction,
+        model_version=1,
+        timings=Timings(produced=None, consumed=None, predicted=None),
+    ).encode()
+    return ConsumerRecord("out", 0, offset, 0, 0, b"s", value, None, 1, len(value), [])
+
+
+def _label(offset: int, record: int, target: str) -> ConsumerRecord:
+    value = Label(record_id=f"s:{record}", targets=[target]).encode()
+    return ConsumerRecord("labels", 0, offset, 0, 0, b"s", value, None, 1, len(value), [])
+
+
+def test_the_evaluator_scores_an_output_when_its_label_arrives():
+    scorer = Scorer(MetricSet(build_metrics(["Accuracy"]), window=10), None, {}, "batch", False)
+    scorer.progress.labels = DelayedLabels.waiting_at_most(Delay(records=2))
+    first = scorer.evaluate([_unlabelled_output(0, "a"), _unlabelled_output(1, "b")], 1000)
+    assert first.pairs["cumulative"] == 0  # nothing to score yet: the labels are late
+    # the label of record 0 comes (right), record 1's (wrong) comes before record 2's output
+    second = scorer.evaluate(
+        [_unlabelled_output(2, "c")], 2000, [_label(0, 0, "a"), _label(1, 1, "x")]
+    )
+    assert second.pairs["batch"] == 2 and second.views["cumulative"]["accuracy"] == 0.5
+    assert (second.expired.items, second.expired.labels) == (0, 0)
+    # two more outputs: record 2 waited 2 records for its label, and is dropped
+    third = scorer.evaluate([_unlabelled_output(3, "d"), _unlabelled_output(4, "e")], 3000)
+    assert third.expired.items == 1 and scorer.progress.labels.offsets == {0: 2}
+    late = scorer.evaluate([], 4000, [_label(2, 2, "c"), _label(3, 3, "d")])
+    assert late.pairs["cumulative"] == 3 and late.views["cumulative"]["accuracy"] == 2 / 3
+    assert scorer.progress.labels.join.expired.items == 1
+    assert len(scorer.progress.labels.join.labels) == 1  # record 2's label, too late: waits
+
+
+def test_the_trainer_learns_a_record_when_its_label_arrives(data_dir):
+    """The learner's model after records and their late labels is River's tree after learning
+    the same records in the labels' order (an outside reference)."""
+    with gzip.open(data_dir / "kdd-cup-99" / "kddcup.data_10_percent.gz", "rt") as source:
+        # every 250th of the first 150,000 rows: 10 classes
+        lines = [line.rstrip("\n") for line in itertools.islice(source, 249, 150_000, 250)]
+    splitter = LabelSplitter(KDDClassificationRecord)
+    learner = Learner("uc", b"secret", KDDClassificationRecord, None, threading.Event())
+    learner.model = RiverAlgorithm(tree.HoeffdingTreeClassifier(grace_period=50))
+    learner.waiting = LabelJoin(Delay(records=1000))
+    try:
+        messages = []
+        for number, line in enumerate(lines, 1):
+            value, _ = splitter.split(line.encode())
+            headers = [("record-id", f"s:{number}".encode())]
+            messages.append(ConsumerRecord("in", 0, number, 0, 0, b"s", value, None, 1, 1, headers))
+        assert learner._learn_messages(messages).records == 0  # nothing to learn yet
+        labels = [  # the labels of the even lines, in reverse, and one of no record
+            _label(offset, number, KDDClassificationRecord.parse(lines[number - 1]).targets[0])
+            for offset, number in enumerate(range(600, 0, -2))
+        ] + [_label(300, 9999, "normal")]
+        assert learner._learn_labels(labels).records == 300
+        assert len(learner.waiting.items) == 300 and len(learner.waiting.labels) == 1
+        assert learner.model.n_learned == 300
+    finally:
+        learner.close()
+    reference = tree.HoeffdingTreeClassifier(grace_period=50)
+    for number in range(600, 0, -2):
+        record = KDDClassificationRecord.parse(lines[number - 1])
+        reference.learn_one(record.values, record.targets[0])
+    records = [KDDClassificationRecord.parse(line) for line in lines]
+    assert [learner.model.model.predict_one(r.values) for r in records] == [
+        reference.predict_one(r.values) for r in records
+    ]
