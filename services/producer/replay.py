@@ -253,7 +253,7 @@ class Replay:
             if 0 <= max_blocks <= self.stats.blocks:
                 break  # the block read is not sent: maxBlocks reached (it may have been lowered)
             interval_s = self.config.producer_time_interval / 1000.0
-            if await self._sleep(block_wait(previous_start, interval_s, self.clock())):
+            if await self._pause(block_wait(previous_start, interval_s, self.clock())):
                 self.stats.outcome = "stopped"  # the block read is not sent, nor counted
                 return
             previous_start = self.clock()
@@ -287,7 +287,7 @@ class Replay:
             if start + at > self.clock() and due:
                 await self._send(due)
                 due = []
-            if await self._sleep(start + at - self.clock()):
+            if await self._pause(start + at - self.clock()):
                 self.stats.outcome = "stopped"
                 break
             due.append(line)
@@ -484,6 +484,20 @@ class Replay:
                 raise self._failed(batch.lines, batch.topic, result) from result
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait between two sends, sending the labels that fall due meanwhile (a delay in
+        time: on time, not with the next block); True when we must stop."""
+        labels = self.plan.labels
+        end = self.clock() + seconds
+        while labels is not None:
+            due_in = labels.held.seconds_to_next(self.clock())
+            if due_in is None or self.clock() + due_in >= end:
+                break
+            if await self._sleep(due_in):
+                return True
+            await self._send_labels(labels.due(self.clock()))
+        return await self._sleep(end - self.clock())
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait, unless a stop is requested meanwhile; True when we must stop."""

@@ -230,3 +230,33 @@ async def test_a_producer_killed_mid_replay_sends_every_record_and_every_label_o
     for label in map(lambda message: Label.decode(message.value), labels):
         line = lines[int(label.record_id.rsplit(":", 1)[1]) - 1]
         assert label.targets == KDDClassificationRecord.parse(line).targets
+
+
+async def test_a_delay_in_time_holds_each_label_that_long_and_no_longer_than_a_block(
+    tmp_path, data_dir, kafka_bootstrap, unique
+):
+    """label.delay=300ms with a block a second: each label goes 300 ms after its record (the
+    message timestamps say when each was sent), between two blocks rather than with the
+    next one."""
+    rows = 50
+    datafile = kdd_slice(data_dir, rows, tmp_path / "kdd.csv")
+    folder = make_usecase(tmp_path, unique, datafile, delay="300ms", timeout="1m")
+    props = folder / "streaming.props"
+    props.write_text(
+        props.read_text()
+        .replace("recordsPerBlock=100", "recordsPerBlock=10")
+        .replace("producerTimeInterval=100", "producerTimeInterval=1000")
+    )
+    summary = await produce_to_the_end(folder, kafka_bootstrap)
+    assert (summary["records_sent"], summary["outcome"]) == (rows, "end of file")
+    sent_at = {
+        dict(r.headers)["record-id"]: r.timestamp
+        for r in await read_topic(kafka_bootstrap, unique, rows)
+    }
+    gaps = sorted(
+        label.timestamp - sent_at[dict(label.headers)["record-id"]]
+        for label in await read_topic(kafka_bootstrap, f"{unique}.labels", rows)
+    )
+    # never early: a record is stamped when its batch is built, a few ms after its label is held
+    assert len(gaps) == rows and gaps[0] >= 300 - 10, gaps
+    assert gaps[len(gaps) // 2] < 900, gaps  # not held until the next block, a second later
