@@ -398,6 +398,7 @@ class Evaluator:
         counters.labels, counters.labels_joined = delayed.read, join.joined
         counters.labels_missing, counters.labels_orphaned = join.expired.items, join.expired.labels
         counters.labels_waiting = len(join.items)
+        counters.labels_malformed = delayed.malformed
         expired = result.expired
         if expired is not None and (expired.items or expired.labels):
             log.warning(
