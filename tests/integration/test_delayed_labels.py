@@ -9,6 +9,7 @@ import collections
 import signal
 from pathlib import Path
 
+import pytest
 from river import evaluate, metrics, tree
 
 from shared.clients.influx import AioinfluxStore
@@ -260,3 +261,42 @@ async def test_a_delay_in_time_holds_each_label_that_long_and_no_longer_than_a_b
     # never early: a record is stamped when its batch is built, a few ms after its label is held
     assert len(gaps) == rows and gaps[0] >= 300 - 10, gaps
     assert gaps[len(gaps) // 2] < 900, gaps  # not held until the next block, a second later
+
+
+async def test_an_evaluator_killed_mid_stream_scores_each_late_label_once(
+    tmp_path, data_dir, kafka_bootstrap, connections, unique
+):
+    """The outputs waiting for their label and the labelTopic offsets are part of the
+    evaluator's checkpoint: after a SIGKILL mid-stream, the restarted evaluator scores every
+    record once, and its accuracy is exactly the outputs' (read back, joined with the labels)."""
+    rows = 8000
+    datafile = kdd_slice(data_dir, rows, tmp_path / "kdd.csv")
+    folder = make_usecase(tmp_path, unique, datafile, delay="500", timeout="100000")
+    env = service_env(unique)
+    log = tmp_path / "services.log"
+    expected = {f"kdd:{line}" for line in range(1, rows + 1)}
+    with service("launch", folder, env, log), service("train", folder, env, log):
+        with service("evaluate", folder, env, log, cwd=tmp_path) as evaluator:
+            await services_started(connections, unique)
+            producing = asyncio.create_task(asyncio.to_thread(run_producer, folder, env, log, 300))
+            before = await counters_of(
+                connections, "evaluator", unique, lambda c: c.get("labels_joined", 0) >= 2000, 60
+            )
+            evaluator.send_signal(signal.SIGKILL)
+            evaluator.wait()
+        assert 0 < before.get("labels_joined", 0) < rows, before
+        await producing
+        with service("evaluate", folder, env, log, cwd=tmp_path):
+            outputs = await collect_outputs(kafka_bootstrap, f"{unique}.outputs", expected, 120)
+            labels = await collect_outputs(kafka_bootstrap, f"{unique}.labels", expected, 60)
+            after = await counters_of(
+                connections, "evaluator", unique, lambda c: c.get("labels_joined", 0) >= rows, 120
+            )
+    assert after.get("labels_joined") == rows and after.get("labels_waiting") == 0, after
+    truth = {label["record_id"]: label["targets"][0] for label in labels}
+    scored = [output for output in outputs if output["prediction"] is not None]
+    right = sum(output["prediction"] == truth[output["record_id"]] for output in scored)
+    evaluator_accuracy = await cumulative_accuracy(connections, unique, unique)
+    assert evaluator_accuracy == pytest.approx(right / len(scored), abs=1e-12), log.read_text()[
+        -2000:
+    ]
