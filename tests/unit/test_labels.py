@@ -221,6 +221,9 @@ def test_the_trainer_learns_a_record_when_its_label_arrives(data_dir):
         assert learner._learn_labels(labels).records == 300
         assert len(learner.waiting.items) == 300 and len(learner.waiting.labels) == 1
         assert learner.model.n_learned == 300
+        # a restart reads the input again from the oldest record still waiting (line 1)
+        read = {"in/0": 601, "other/0": 7}
+        assert learner._resume_positions(dict(read)) == {"in/0": 1, "other/0": 7}
     finally:
         learner.close()
     reference = tree.HoeffdingTreeClassifier(grace_period=50)
