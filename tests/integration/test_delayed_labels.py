@@ -16,16 +16,19 @@ from shared.clients.influx import AioinfluxStore
 from shared.clients.kafka import ensure_topics
 from shared.clients.redis import connect_redis
 from shared.heartbeat import read_heartbeats
+from shared.modelstore import ModelStore
 from shared.records import KDDClassificationRecord
 from shared.wire.influx import MetricsMeasurement
 from shared.wire.kafka import Label
 from tests.integration.pipeline_helpers import (
+    MODEL_SECRET,
     collect_outputs,
     kdd_slice,
     run_producer,
     service,
     service_env,
 )
+from tests.integration.test_pipeline import wait_for_versions
 from tests.integration.test_producer import read_topic, record_ids
 from tests.integration.test_producer_restart import (
     committed_count,
@@ -304,3 +307,49 @@ async def test_an_evaluator_killed_mid_stream_scores_each_late_label_once(
     assert evaluator_accuracy == pytest.approx(right / len(scored), abs=1e-12), log.read_text()[
         -2000:
     ]
+
+
+async def test_a_trainer_killed_mid_stream_learns_each_labelled_record_once(
+    tmp_path, data_dir, kafka_bootstrap, connections, unique
+):
+    """A checkpoint says where the records still waiting for their label start
+    (`resume_positions`) and how far labelTopic was read: after a SIGKILL, the restarted
+    trainer's model has learnt every record once, none twice (its lineage's count)."""
+    rows = 8000
+    datafile = kdd_slice(data_dir, rows, tmp_path / "kdd.csv")
+    folder = make_usecase(tmp_path, unique, datafile, delay="500", timeout="100000")
+    algs = folder / "algs.props"
+    algs.write_text(algs.read_text() + "model.checkpoint.interval=500\n")
+    env = service_env(unique)
+    log = tmp_path / "services.log"
+    redis = connect_redis(connections)
+    store = ModelStore(redis, unique, MODEL_SECRET.encode())
+    try:
+        with service("launch", folder, env, log), service("evaluate", folder, env, log, tmp_path):
+            with service("train", folder, env, log) as trainer:
+                await services_started(connections, unique)
+                producing = asyncio.create_task(
+                    asyncio.to_thread(run_producer, folder, env, log, 300)
+                )
+                checkpointed = await wait_for_checkpoint(store, learned=1500, wait_s=60)
+                trainer.send_signal(signal.SIGKILL)
+                trainer.wait()
+            await producing
+            assert checkpointed["resume_positions"], checkpointed
+            assert checkpointed["resume_positions"] != checkpointed["positions"], checkpointed
+            with service("train", folder, env, log):
+                versions = await wait_for_versions(store, learned=rows, wait_s=120)
+    finally:
+        await redis.aclose()
+    assert versions[-1]["records_learned"] == rows, (versions[-1], log.read_text()[-2000:])
+    assert checkpointed["records_learned"] < rows
+
+
+async def wait_for_checkpoint(store: ModelStore, learned: int, wait_s: float) -> dict:
+    """The newest checkpoint's metadata once it learnt `learned` records."""
+    async with asyncio.timeout(wait_s):
+        while True:
+            found = [v for v in await store.versions() if v.get("checkpoint")]
+            if found and found[-1]["records_learned"] >= learned:
+                return found[-1]
+            await asyncio.sleep(0.2)
