@@ -57,7 +57,7 @@ from shared.clients.kafka import ensure_topics
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import RetrainStrategy, UseCase
 from shared.config.live import LiveConfig
-from shared.errors import ServiceUnavailableError
+from shared.errors import ServiceUnavailableError, StreamerError
 from shared.heartbeat import this_instance
 from shared.labels import LabelJoin
 from shared.modelstore import LeaseLostError, ModelIntegrityError, ModelStore, model_secret
@@ -136,6 +136,12 @@ class Trainer:
 
     async def run(self) -> TrainerCounters:
         usecase = self.usecase
+        if usecase.streaming.label_topic is not None and not self.incremental:
+            raise StreamerError(
+                f"{usecase.name}: labelTopic={usecase.streaming.label_topic} needs an algorithm "
+                f"that learns record by record: {usecase.algs.algorithm} refits on the stored "
+                "records, which come without their labels (delayed labels, docs/pipeline.md)"
+            )
         await ensure_topics(
             usecase.bootstrap_servers,
             usecase.streaming.main_topics,

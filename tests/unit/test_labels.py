@@ -1,5 +1,6 @@
 """Delayed labels as pure logic: delays, the producer's held labels, the join by record id."""
 
+import asyncio
 import gzip
 import itertools
 import pickle
@@ -14,8 +15,11 @@ from services.evaluator.scoring import Scorer
 from services.producer.labels import LabelSplitter, ProducerLabels
 from services.producer.source import Line
 from services.trainer.learner import Learner
+from services.trainer.service import Trainer
 from shared.algorithms.river_algorithm import RiverAlgorithm
+from shared.config import ConnectionSettings, load_usecase
 from shared.config.models import StreamingConfig
+from shared.errors import StreamerError
 from shared.labels import Delay, HeldLabels, LabelJoin, parse_delay
 from shared.metrics.evaluation import MetricSet
 from shared.metrics.registry import build_metrics
@@ -234,3 +238,16 @@ def test_the_trainer_learns_a_record_when_its_label_arrives(data_dir):
     assert [learner.model.model.predict_one(r.values) for r in records] == [
         reference.predict_one(r.values) for r in records
     ]
+
+
+def test_a_batch_algorithm_with_delayed_labels_is_refused_naming_the_keys(tmp_path):
+    """Refits read the stored records, which come without their labels."""
+    folder = tmp_path / "uc"
+    folder.mkdir()
+    (folder / "streaming.props").write_text(
+        "mainTopic=in\noutputTopic=out\nlabelTopic=labels\nproblem.type=KDDClassification\n"
+    )
+    (folder / "algs.props").write_text("algorithm=sklearn.tree.DecisionTreeClassifier\n")
+    trainer = Trainer(load_usecase(folder, ConnectionSettings()), asyncio.Event())
+    with pytest.raises(StreamerError, match="labelTopic=labels needs an algorithm"):
+        asyncio.run(trainer.run())
