@@ -105,6 +105,16 @@ class EvaluatorCounters:
     malformed: int = 0
     retrain_requests: int = 0
     alerts: int = 0
+    # labelTopic (delayed labels): label messages read, outputs scored when their label came,
+    # outputs whose label did not come within label.timeout (dropped), labels that found no
+    # output within it (dropped), outputs waiting for their label now, label messages that
+    # are no `Label` (skipped)
+    labels: int = 0
+    labels_joined: int = 0
+    labels_missing: int = 0
+    labels_orphaned: int = 0
+    labels_waiting: int = 0
+    labels_malformed: int = 0
 
 
 @dataclass

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
+from services.evaluator.labels import DelayedLabels
 from services.evaluator.leaderboard import Leaderboard, Promotion, PromotionRule, Standing
 from services.evaluator.origins import InputOrigins
+from shared.labels import Expired
 from shared.metrics.evaluation import MetricSet, Tables
 from shared.monitoring.base import Detector
 from shared.monitoring.detection import DetectionChange
@@ -136,6 +138,7 @@ class EvaluationResult:
     model_version: int | None = None
     standing: Standing | None = None  # the leaderboard after it (with challengers)
     promotion: Promotion | None = None  # what the promotion rule decided
+    expired: Expired | None = None  # labelTopic: what waited beyond label.timeout, dropped
 
     @property
     def malformed(self) -> int:
@@ -157,6 +160,8 @@ class Progress:
     records: int = 0  # outputs scored
     pairs_seen: int = 0  # (target, prediction) pairs scored
     high_water: InputHighWater = field(default_factory=InputHighWater)
+    # labelTopic: outputs waiting for their label (a class default: older checkpoints load)
+    labels: DelayedLabels | None = None
 
 
 #: The shape of what `Views` pickles, part of the checkpoint's settings (checkpoint.py): bumped
@@ -214,8 +219,16 @@ class Scorer:
     def records(self) -> int:
         return self.progress.records
 
-    def evaluate(self, messages: Sequence[ConsumerRecord], now_ms: int) -> EvaluationResult:
+    def evaluate(
+        self,
+        messages: Sequence[ConsumerRecord],
+        now_ms: int,
+        labels: Sequence[ConsumerRecord] = (),
+    ) -> EvaluationResult:
+        """Score the outputs; with labelTopic (`progress.labels`), those without their label
+        wait for it, and the `labels` read meanwhile score the outputs they complete."""
         progress = self.progress
+        delayed, now_s = progress.labels, now_ms / 1000
         progress.index += 1
         messages = in_order(messages)
         result = EvaluationResult(progress.index, now_ms, Span.of(self.topic, messages))
@@ -236,12 +249,18 @@ class Scorer:
             firsts.setdefault(partition_key(topic, partition), offset)
             if output.targets:
                 pairs.append((output.targets[0], output.prediction, output.probabilities))
+            elif delayed is not None and message.value is not None:
+                joined = delayed.output(output, message.value, now_s)
+                pairs.extend([joined] if joined is not None else [])
             produced = output.timings.produced
             if produced is not None:
                 result.latencies_ms.append(float(message.timestamp - produced))
             if output.model_version is not None:
                 result.model_version = max(result.model_version or 0, output.model_version)
         progress.records += len(result.outputs)
+        if delayed is not None:
+            pairs.extend(delayed.labels(in_order(labels), now_s))
+            result.expired = delayed.expire(now_s)
         metric_set, detector = self.views.metric_set, self.views.detector
         if detector is not None:
             self.views.origins.note(progress.index, scored_before, firsts)

@@ -37,6 +37,7 @@ from services.evaluator.checkpoint import (
     Pending,
     settings_of,
 )
+from services.evaluator.labels import DelayedLabels
 from services.evaluator.leaderboard import PromotionRule
 from services.evaluator.logfiles import UseCaseLogs
 from services.evaluator.origins import change_origin
@@ -107,6 +108,7 @@ class Evaluator:
         # the batch wait; readingTimeInterval cannot change at run time
         self.wait_ms = max(usecase.streaming.reading_time_interval, 200)
         self.sealable = True  # False once the state failed to pickle (said once)
+        self.label_reader: OutputReader | None = None  # labelTopic
 
     @property
     def counters(self) -> EvaluatorCounters:
@@ -213,6 +215,8 @@ class Evaluator:
                 KAFKA, "reading the output topic", lambda: producer.partitions_for(output_topic)
             )
             await reader.assign(partitions, self.state.offsets)
+            if streaming.label_topic is not None:
+                await self._read_labels(stack, producer, streaming.label_topic)
             log.info(
                 "evaluator started",
                 extra={"usecase": usecase.name, "evaluation": self.scorer.index},
@@ -220,6 +224,34 @@ class Evaluator:
             await self._consume(reader, producer)
         log.info("evaluator stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
         return self.counters
+
+    async def _read_labels(
+        self, stack: contextlib.AsyncExitStack, producer: AIOKafkaProducer, topic: str
+    ) -> None:
+        """labelTopic: outputs wait for their label, read by a consumer of its own from where
+        the checkpoint's state says (the join and its offsets are part of the state)."""
+        usecase = self.usecase
+        bootstrap = usecase.bootstrap_servers
+        await ensure_topics(bootstrap, [topic], partitions=usecase.topic_partitions)
+        timeout = usecase.streaming.label_timeout
+        progress = self.scorer.progress
+        if progress.labels is None:
+            progress.labels = DelayedLabels.waiting_at_most(timeout)
+        progress.labels.join.timeout = timeout
+        consumer = make_consumer(bootstrap, None, isolation_level="read_committed")
+        await start_client(consumer, bootstrap)
+        stack.push_async_callback(consumer.stop)
+        self.label_reader = OutputReader(
+            consumer,
+            topic,
+            max_records=self.usecase.streaming.max_poll_records or MAX_RECORDS,
+            wait_ms=0,
+            stop=self.stop,
+        )
+        partitions = await retrying(
+            KAFKA, "reading the label topic", lambda: producer.partitions_for(topic)
+        )
+        await self.label_reader.assign(partitions, progress.labels.offsets)
 
     # ---- restart ---------------------------------------------------------------------------
 
@@ -284,6 +316,7 @@ class Evaluator:
                 messages = await reader.replay(self.pending)
             else:
                 messages = await reader.next_batch()
+            labels = await self.label_reader.next_batch() if self.label_reader else []
             watch.fetched(len(messages))
             if not messages:
                 try:
@@ -294,8 +327,8 @@ class Evaluator:
                     watch = ConsumerWatch(reader.consumer, "reading the output topic")
             await self.redis_lookups.attempt(self._follow_config)
             await self.redis_lookups.attempt(self._index_new_models)
-            if messages:
-                await self._evaluate(reader.consumer, producer, messages)
+            if messages or labels:
+                await self._evaluate(reader.consumer, producer, messages, labels)
 
     async def _recreate_consumer(self, reader: OutputReader) -> None:
         """A new consumer, at the offsets after the last evaluation (the checkpoint's)."""
@@ -316,7 +349,11 @@ class Evaluator:
     # ---- one evaluation --------------------------------------------------------------------
 
     async def _evaluate(
-        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, messages: list[ConsumerRecord]
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        messages: list[ConsumerRecord],
+        labels: list[ConsumerRecord] | None = None,
     ) -> None:
         messages = in_order(messages)
         pending = self.pending
@@ -329,7 +366,7 @@ class Evaluator:
         self.pending = None
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
-            self.executor, self.scorer.evaluate, messages, pending.time_ms
+            self.executor, self.scorer.evaluate, messages, pending.time_ms, labels or []
         )
         await self._dead_letters(producer, result)
         started_at = self._track_detections(result)
@@ -342,6 +379,7 @@ class Evaluator:
         counters.outputs += len(result.outputs)
         counters.duplicates += result.duplicates
         counters.malformed += result.malformed
+        self._count_labels(result)
         sealed = await self._seal()
         if self.elastic is not None:
             await self.elastic.drain(DRAIN_S)
@@ -351,7 +389,31 @@ class Evaluator:
             lambda: self.checkpoints.save(result.index, sealed, requests),
         )
         # informative only (the checkpoint says where to resume): the next commit covers it
-        await self.committing.attempt(lambda: commit_processed(consumer, messages))
+        if messages:
+            await self.committing.attempt(lambda: commit_processed(consumer, messages))
+
+    def _count_labels(self, result: EvaluationResult) -> None:
+        """labelTopic: the join's totals in the counters (heartbeat, /health); a drop is
+        logged."""
+        delayed = self.scorer.progress.labels
+        if delayed is None:
+            return
+        join, counters = delayed.join, self.state.counters
+        counters.labels, counters.labels_joined = delayed.read, join.joined
+        counters.labels_missing, counters.labels_orphaned = join.expired.items, join.expired.labels
+        counters.labels_waiting = len(join.items)
+        counters.labels_malformed = delayed.malformed
+        expired = result.expired
+        if expired is not None and (expired.items or expired.labels):
+            log.warning(
+                f"{expired.items} outputs got no label within label.timeout={join.timeout}, "
+                f"{expired.labels} labels found no output: dropped",
+                extra={
+                    "usecase": self.usecase.name,
+                    "labels_missing": join.expired.items,
+                    "labels_orphaned": join.expired.labels,
+                },
+            )
 
     async def _seal(self) -> bytes | None:
         """The signed state, or None when there is no checkpoint to write."""

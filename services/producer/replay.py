@@ -44,6 +44,7 @@ from aiokafka.errors import (
 from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
+from services.producer.labels import ProducerLabels
 from services.producer.pacing import (
     GroupOf,
     TimestampPacer,
@@ -142,6 +143,7 @@ class Plan:
     column: GroupOf | None = None  # the group / timestamp column, for the modes that need it
     topics: tuple[str, ...] = field(default=())
     resume: Resume = FROM_START  # where the topics end: set once they were read
+    labels: ProducerLabels | None = None  # label.delay: the labels held back
 
     @property
     def config(self) -> StreamingConfig:
@@ -190,7 +192,39 @@ class Replay:
             await self._timestamps()
         else:
             await self._fast()
+        if self.plan.labels is not None and self.stats.outcome == "end of file":
+            await self._release_labels(self.plan.labels)
         self.tracker.update(self.stats.records_sent, self._fraction(), force=True)
+
+    async def _release_labels(self, labels: ProducerLabels) -> None:
+        """The file ended: the labels still held go out, each when due (a delay in time) or
+        all at once (in records: River reveals them all at the end of the stream)."""
+        if labels.held.delay.records is not None:
+            await self._send_labels(labels.drain())
+            return
+        while len(labels.held):
+            wait = labels.held.seconds_to_next(self.clock())
+            if await self._sleep(wait or 0.0):
+                self.stats.outcome = "stopped"  # a restart holds them again
+                return
+            await self._send_labels(labels.due(self.clock()))
+
+    async def _send_labels(self, label_lines: list[Line]) -> None:
+        """Labels alone, in a transaction of their own."""
+        labels = self.plan.labels
+        if not label_lines or labels is None:
+            return
+        sent: list[Sent] = []
+        await self._begin()
+        try:
+            headers = self._headers(label_lines)
+            await self._enqueue_to(labels.topic, label_lines, headers, sent)
+            await self._acknowledged(sent)
+            await self._commit([label_lines])
+        except BaseException:
+            _forget(sent)
+            await self._abort()
+            raise
 
     # -- pacing modes ----------------------------------------------------------------------
 
@@ -219,7 +253,7 @@ class Replay:
             if 0 <= max_blocks <= self.stats.blocks:
                 break  # the block read is not sent: maxBlocks reached (it may have been lowered)
             interval_s = self.config.producer_time_interval / 1000.0
-            if await self._sleep(block_wait(previous_start, interval_s, self.clock())):
+            if await self._pause(block_wait(previous_start, interval_s, self.clock())):
                 self.stats.outcome = "stopped"  # the block read is not sent, nor counted
                 return
             previous_start = self.clock()
@@ -253,7 +287,7 @@ class Replay:
             if start + at > self.clock() and due:
                 await self._send(due)
                 due = []
-            if await self._sleep(start + at - self.clock()):
+            if await self._pause(start + at - self.clock()):
                 self.stats.outcome = "stopped"
                 break
             due.append(line)
@@ -384,11 +418,16 @@ class Replay:
         send); each batch holds at most `max_batch_size` bytes, a larger line goes alone.
         """
         sent: list[Sent] = []
-        headers = [[(RECORD_ID_HEADER, b"%s:%d" % (self.key, line.number))] for line in lines]
+        labels, due = self.plan.labels, []
+        if labels is not None:  # the lines go without their labels; the labels due go along
+            lines, due = labels.send(lines, self.clock())
+        headers = self._headers(lines)
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 for topic in self.plan.topics:
                     await self._enqueue_to(topic, lines, headers, sent)
+                if labels is not None and due:
+                    await self._enqueue_to(labels.topic, due, self._headers(due), sent)
         except BaseException as error:
             _forget(sent)
             if isinstance(error, TimeoutError):
@@ -398,6 +437,9 @@ class Replay:
                 raise self._failed(lines, None, error) from error
             raise
         return sent
+
+    def _headers(self, lines: list[Line]) -> list[Headers]:
+        return [[(RECORD_ID_HEADER, b"%s:%d" % (self.key, line.number))] for line in lines]
 
     async def _enqueue_to(
         self, topic: str, lines: list[Line], headers: list[Headers], sent: list[Sent]
@@ -442,6 +484,20 @@ class Replay:
                 raise self._failed(batch.lines, batch.topic, result) from result
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait between two sends, sending the labels that fall due meanwhile (a delay in
+        time: on time, not with the next block); True when we must stop."""
+        labels = self.plan.labels
+        end = self.clock() + seconds
+        while labels is not None:
+            due_in = labels.held.seconds_to_next(self.clock())
+            if due_in is None or self.clock() + due_in >= end:
+                break
+            if await self._sleep(due_in):
+                return True
+            await self._send_labels(labels.due(self.clock()))
+        return await self._sleep(end - self.clock())
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait, unless a stop is requested meanwhile; True when we must stop."""

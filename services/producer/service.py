@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from services.producer.labels import LabelSplitter, ProducerLabels
 from services.producer.pacing import first_field
 from services.producer.position import PositionError, check_resumed_line, resume_point
 from services.producer.progress import ProgressBoard, Tracker
@@ -33,7 +34,7 @@ from services.producer.replay import (
     ProducerStats,
     Replay,
 )
-from services.producer.source import LineSource, source_name
+from services.producer.source import Line, LineSource, source_name
 from services.producer.tails import committed_tails
 from shared.clients.kafka import ensure_topics, make_producer, start_transactional
 from shared.config import ProducerType, UseCase
@@ -85,7 +86,28 @@ def prepare(usecase: UseCase) -> Plan:
                 f"{config.problem_type}: {error}"
             ) from error
     topics = tuple(dict.fromkeys(config.main_topics))
-    return Plan(usecase, source, source_name(config.datafile), column, topics)
+    plan = Plan(usecase, source, source_name(config.datafile), column, topics)
+    try:
+        plan.labels = held_labels(plan)
+    except ProducerError:
+        source.close()
+        raise
+    return plan
+
+
+def held_labels(plan: Plan) -> ProducerLabels | None:
+    """label.delay: what holds the labels back (none held yet); None without it."""
+    usecase, config = plan.usecase, plan.config
+    if config.label_delay is None or config.label_topic is None:
+        return None
+    try:
+        splitter = LabelSplitter(record_class_for(usecase))
+    except (StreamerError, ValueError) as error:
+        raise ProducerError(
+            f"{usecase.name}: label.delay={config.label_delay}: cannot take the labels out of "
+            f"the lines of problem.type={config.problem_type}: {error}"
+        ) from error
+    return ProducerLabels(config.label_topic, config.label_delay, splitter, plan.name)
 
 
 def prepare_all(usecases: Sequence[UseCase]) -> list[Plan]:
@@ -129,6 +151,8 @@ async def resume(plan: Plan, producer: AIOKafkaProducer, from_start: bool = Fals
     (registering its transactional id settles what the topics hold)."""
     usecase, datafile = plan.usecase.name, plan.config.datafile
     again = "`streamer produce --from-start` replays it from the first line"
+    if plan.labels is not None:
+        plan.labels = held_labels(plan)  # afresh: held again below from what the topics hold
     if from_start:
         log.info(f"{usecase}: replaying {datafile} from the first line (--from-start)")
         return
@@ -145,7 +169,11 @@ async def resume(plan: Plan, producer: AIOKafkaProducer, from_start: bool = Fals
         ) from error
     if position.line == 0:
         return
-    problem = check_resumed_line(position, plan.source.skip_through(position.line))
+    if plan.labels is not None:
+        found = await _hold_unlabelled(plan, producer, position.line)
+    else:
+        found = plan.source.skip_through(position.line)
+    problem = check_resumed_line(position, found)
     if problem:
         raise ProducerError(
             f"{usecase}: {datafile} changed since it was replayed: {problem}. {again} "
@@ -157,6 +185,33 @@ async def resume(plan: Plan, producer: AIOKafkaProducer, from_start: bool = Fals
         f"{', '.join(plan.topics)} hold",
         extra={"usecase": usecase, "line": position.line},
     )
+
+
+async def _hold_unlabelled(plan: Plan, producer: AIOKafkaProducer, through: int) -> Line | None:
+    """Pass over the lines sent up to line `through`, holding again the labels of those after
+    the last label labelTopic holds (their records went, their labels had not yet); return
+    the line at `through` as it was sent (without its label), for check_resumed_line."""
+    labels = plan.labels
+    assert labels is not None
+    topic = labels.topic
+    partitions = {topic: sorted(await producer.partitions_for(topic))}
+    bootstrap = plan.usecase.bootstrap_servers
+    try:
+        tails = await committed_tails(bootstrap, partitions, plan.name.encode())
+    except PositionError as error:
+        raise ProducerError(
+            f"{plan.usecase.name}: cannot tell which labels were sent: {error}"
+        ) from error
+    labelled_through = max((tail.line for tail in tails[topic]), default=0)
+    now = time.monotonic()
+    for line in plan.source:
+        if line.number > labelled_through:
+            line = labels.hold(line, now)
+        if line.number >= through:
+            if line.number <= labelled_through:
+                line = Line(line.number, labels.splitter.split(line.value)[0])
+            return line
+    return None
 
 
 async def produce_usecase(
@@ -207,7 +262,8 @@ async def produce_usecase(
 
     try:
         try:
-            await ensure_topics(bootstrap, plan.topics, partitions=usecase.topic_partitions)
+            topics = plan.topics + ((plan.labels.topic,) if plan.labels is not None else ())
+            await ensure_topics(bootstrap, topics, partitions=usecase.topic_partitions)
             await retrying(KAFKA, f"replaying {plan.name}", replay, attempt_timeout=None)
         except ServiceUnavailableError as error:
             raise ProducerError(f"{usecase.name}: {error}") from error

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +21,13 @@ from aiokafka.structs import ConsumerRecord
 from shared.algorithms.base import Algorithm
 from shared.algorithms.contenders import Contenders, RoleError
 from shared.algorithms.snapshot import inference_snapshot
+from shared.labels import LabelJoin
 from shared.modelstore import seal
 from shared.prepostprocessors import PrePostProcessor
 from shared.records.base import RecordError, TimeRecord
 from shared.records.messages import parse_messages
 from shared.wire.influx import StoredRecord
+from shared.wire.kafka import Label, input_id, partition_key, record_id_of
 from shared.wire.store import ROLLBACK
 
 #: Records learnt between two looks at the stop signal during a long training.
@@ -75,6 +77,9 @@ class Learner:
         self.processor = processor
         self.stopping = stopping
         self.model: Algorithm | None = None
+        # labelTopic: records read without their label, waiting for it (and labels that came
+        # first); touched in the learner's thread only
+        self.waiting: LabelJoin[ConsumerRecord, list[str]] | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"learner-{usecase}")
 
     def close(self) -> None:
@@ -90,18 +95,75 @@ class Learner:
     def _learn_messages(self, messages: Sequence[ConsumerRecord]) -> Learnt:
         """One learn_many for the labelled records of the batch, in order: a model whose batch
         learning is faster than a loop (MOA hands the batch to its JVM at once) gets it whole;
-        every model of a champion and its challengers learns it."""
+        every model of a champion and its challengers learns it. With delayed labels, a record
+        without its label waits for it (`waiting`); one whose label came first is learnt."""
+        parsed = parse_messages(messages, self.record_class, self.processor)
+        labelled = [record for record in parsed.records if record.targets]
+        waiting = self.waiting
+        if waiting is not None:
+            now = time.monotonic()
+            for message, record in zip(parsed.messages, parsed.records, strict=True):
+                if not record.targets:
+                    joined = waiting.add_item(_record_id(message), message, now)
+                    if joined is not None:
+                        labelled.extend(self._labelled([joined]))
+        self._learn(labelled)
+        newest = max((m.timestamp for m in parsed.messages), default=None)
+        return Learnt(len(labelled), len(parsed.rejected), newest)
+
+    async def learn_labels(self, messages: Sequence[ConsumerRecord]) -> Learnt:
+        """Labels from labelTopic: learn the records that waited for them."""
+        return await self._run(self._learn_labels, messages)
+
+    def _learn_labels(self, messages: Sequence[ConsumerRecord]) -> Learnt:
+        waiting = self.waiting
+        assert waiting is not None
+        now, joined, malformed = time.monotonic(), [], 0
+        for message in messages:
+            try:
+                label = Label.decode(message.value)
+            except ValueError:
+                malformed += 1
+                continue
+            pair = waiting.add_label(label.record_id, label.targets, now)
+            if pair is not None:
+                joined.append(pair)
+        labelled = self._labelled(joined)
+        self._learn(labelled)
+        waiting.expire(now)
+        return Learnt(len(labelled), malformed, None)
+
+    def _labelled(self, joined: Sequence[tuple[ConsumerRecord, list[str]]]) -> list[TimeRecord]:
+        """The records of the messages that waited, with the targets their labels brought,
+        parsed and pre-processed as the launcher did."""
+        parsed = parse_messages([message for message, _ in joined], self.record_class, None)
+        targets = {id(message): label for message, label in joined}
+        for message, record in zip(parsed.messages, parsed.records, strict=True):
+            record.targets = list(targets[id(message)])
+        if self.processor is not None and parsed.records:
+            return list(self.processor.preprocess(parsed.records))
+        return parsed.records
+
+    def _learn(self, labelled: Sequence[TimeRecord]) -> None:
         model = self.model
         if model is None:
             raise RuntimeError("the learner has no model")
-        parsed = parse_messages(messages, self.record_class, self.processor)
-        labelled = [record for record in parsed.records if record.targets]
         if labelled:
             model.learn_many(
                 [record.values for record in labelled], [record.targets[0] for record in labelled]
             )
-        newest = max((m.timestamp for m in parsed.messages), default=None)
-        return Learnt(len(labelled), len(parsed.rejected), newest)
+
+    async def resume_positions(self, read: Mapping[str, int]) -> dict[str, int]:
+        """Where a restart must read the input again so that no record waiting for its label
+        is lost: per partition, the oldest waiting record's offset (else `read`)."""
+        return await self._run(self._resume_positions, dict(read))
+
+    def _resume_positions(self, positions: dict[str, int]) -> dict[str, int]:
+        for waiting in (self.waiting.items if self.waiting is not None else {}).values():
+            message = waiting.value
+            key = partition_key(message.topic, message.partition)
+            positions[key] = min(positions.get(key, message.offset), message.offset)
+        return positions
 
     async def change_roles(self, action: str, model: str) -> tuple[str, str]:
         """Promote challenger `model` (PROMOTE) or restore the previous champion (ROLLBACK),
@@ -185,3 +247,10 @@ def parse_stored(
     if processor is not None and records:
         records = list(processor.preprocess(records))
     return records
+
+
+def _record_id(message: ConsumerRecord) -> str:
+    """How a label names the record: its `record-id` header (else its input id)."""
+    return record_id_of(message.headers) or input_id(
+        message.topic, message.partition, message.offset
+    )

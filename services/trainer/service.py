@@ -59,8 +59,9 @@ from shared.clients.kafka import ensure_topics
 from shared.clients.redis import check_redis, connect_redis
 from shared.config import RetrainStrategy, UseCase
 from shared.config.live import LiveConfig
-from shared.errors import ServiceUnavailableError
+from shared.errors import ServiceUnavailableError, StreamerError
 from shared.heartbeat import this_instance
+from shared.labels import LabelJoin
 from shared.modelstore import LeaseLostError, ModelIntegrityError, ModelStore, model_secret
 from shared.prepostprocessors import processor_for
 from shared.records import record_class_for
@@ -98,6 +99,12 @@ class TrainerCounters:
     requests: int = 0
     lag: int = 0  # records in the input topics the newest version had not learnt
     standby: int = 1  # 1 while another trainer holds the lease
+    # labelTopic: labels read, records waiting for theirs, records dropped without one (after
+    # label.timeout), labels dropped without their record
+    labels: int = 0
+    labels_waiting: int = 0
+    labels_missing: int = 0
+    labels_orphaned: int = 0
 
 
 class Trainer:
@@ -127,11 +134,18 @@ class Trainer:
         self._retrain_due: tuple[str, str] | None = None
         self._served_since: dict[str, int] | None = None  # the change retrained from last
         self._challenged_since: dict[str, int] | None = None  # the change a challenger took
+        self._label_positions: dict[str, int] = {}  # labelTopic: where the checkpoint read it
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> TrainerCounters:
         usecase = self.usecase
+        if usecase.streaming.label_topic is not None and not self.incremental:
+            raise StreamerError(
+                f"{usecase.name}: labelTopic={usecase.streaming.label_topic} needs an algorithm "
+                f"that learns record by record: {usecase.algs.algorithm} refits on the stored "
+                "records, which come without their labels (delayed labels, docs/pipeline.md)"
+            )
         await ensure_topics(
             usecase.bootstrap_servers,
             usecase.streaming.main_topics,
@@ -163,17 +177,31 @@ class Trainer:
             positions = await retrying(REDIS, "loading the checkpoint", self._resume)
             await retrying(REDIS, "creating the request group", self._ensure_request_group)
             self.stream: InputStream | None = None
+            self.labels: InputStream | None = None
             if self.incremental:
                 self.stream = InputStream(
                     usecase.bootstrap_servers, usecase.streaming.main_topics, positions
                 )
                 stack.push_async_callback(self.stream.stop)
                 await retrying(KAFKA, "reading the input topics", self.stream.start)
+                if usecase.streaming.label_topic is not None:
+                    await self._read_labels(stack, usecase.streaming.label_topic)
             log.info("trainer started", extra={"usecase": usecase.name})
             await self._loop()
             await self._publish_at_stop()
         log.info("trainer stopped", extra={"usecase": usecase.name, **self.counters.__dict__})
         return self.counters
+
+    async def _read_labels(self, stack: contextlib.AsyncExitStack, topic: str) -> None:
+        """labelTopic: records read without their label wait for it in the learner (at most
+        label.timeout), learnt when it arrives; labels are read from the checkpoint's
+        `label_positions` on."""
+        usecase = self.usecase
+        await ensure_topics(usecase.bootstrap_servers, [topic], partitions=usecase.topic_partitions)
+        self.learner.waiting = LabelJoin(usecase.streaming.label_timeout)
+        self.labels = InputStream(usecase.bootstrap_servers, [topic], self._label_positions)
+        stack.push_async_callback(self.labels.stop)
+        await retrying(KAFKA, "reading the label topic", self.labels.start)
 
     async def _relay_stop(self) -> None:
         await self.stop.wait()
@@ -264,7 +292,9 @@ class Trainer:
         self.total_learned = int(checkpoint.meta.get("records_learned") or 0)
         self._checkpoint_at = self._published_at = time.monotonic()
         self._published_positions = dict(checkpoint.meta.get("positions") or {})
-        return dict(self._published_positions)
+        self._label_positions = dict(checkpoint.meta.get("label_positions") or {})
+        # labelTopic: records still waiting for their label at the checkpoint are read again
+        return dict(checkpoint.meta.get("resume_positions") or self._published_positions)
 
     async def _ensure_request_group(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
@@ -389,10 +419,27 @@ class Trainer:
             self.counters.records_learned += learnt.records
             if learnt.newest_event_ms is not None:
                 self._newest_event_ms = learnt.newest_event_ms
+        if self.labels is not None:
+            await self._learn_labels(self.labels)
         if self._publication_due(stream.caught_up(bound)):
             mode, reason = self._retrain_due or ("stream", "stream")
             await self._publish(mode=mode, reason=reason, checkpoint=self._retrain_due is not None)
             self._retrain_due = None
+
+    async def _learn_labels(self, labels: InputStream) -> None:
+        """The labels arrived since the last step: learn the records that waited for them."""
+        messages = await labels.next_batch(None, 0)
+        if messages:
+            learnt = await self.learner.learn_labels(messages)
+            self._since_publish += learnt.records
+            self.total_learned += learnt.records
+            self.counters.records_learned += learnt.records
+            self.counters.labels += len(messages)
+        waiting = self.learner.waiting
+        if waiting is not None:
+            self.counters.labels_waiting = len(waiting.items)
+            self.counters.labels_missing = waiting.expired.items
+            self.counters.labels_orphaned = waiting.expired.labels
 
     def _publication_due(self, caught_up: bool) -> bool:
         """Publish on a waiting launcher's demand; when the model learnt everything the
@@ -443,6 +490,11 @@ class Trainer:
         version = await self.store.next_version()
         sealed = await self.learner.seal(version, checkpoint)
         positions = dict(self.stream.positions) if self.stream is not None else {}
+        delayed: dict[str, Any] = {}
+        if self.labels is not None:
+            delayed["label_positions"] = dict(self.labels.positions)
+            if sealed.checkpoint is not None:
+                delayed["resume_positions"] = await self.learner.resume_positions(positions)
         lag = self.stream.lag() if self.stream is not None else None
         newest = self._newest_event_ms
         meta = ModelMeta.model_validate(
@@ -456,6 +508,7 @@ class Trainer:
                 "new_records": self._since_publish,
                 "training_seconds": round(sealed.seconds, 4),
                 "positions": positions,
+                **delayed,
                 "lag_records": lag,
                 "lag_ms": None if newest is None else int(time.time() * 1000) - newest,
                 "snapshot": sealed.snapshot,

@@ -12,6 +12,7 @@ buffer, their partition paused, until the launchers catch up.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -116,11 +117,12 @@ class InputStream:
             self._paused.clear()
 
     async def next_batch(
-        self, bound: Mapping[str, int], wait_ms: int, limit: int = FETCH_RECORDS
+        self, bound: Mapping[str, int] | None, wait_ms: int, limit: int = FETCH_RECORDS
     ) -> list[ConsumerRecord]:
         """At most `limit` records ready to learn, in each partition's order: fetched, and
         below `bound` (the launchers' progress: `<topic>/<partition>` -> the first offset not
-        predicted yet). Waits at most `wait_ms` for records when none is ready."""
+        predicted yet; None: no bound, for labelTopic). Waits at most `wait_ms` for records
+        when none is ready."""
         await self._assign_new_partitions()
         ready = self._release(bound, limit)
         if not ready:
@@ -139,12 +141,13 @@ class InputStream:
             self.positions[partition_key(message.topic, message.partition)] = message.offset + 1
         return ready
 
-    def _release(self, bound: Mapping[str, int], limit: int) -> list[ConsumerRecord]:
+    def _release(self, bound: Mapping[str, int] | None, limit: int) -> list[ConsumerRecord]:
         """Take at most `limit` pending records below the bound; pause the partitions whose
         records must wait (fetching more of them now would only fill memory)."""
         consumer, ready = self.consumer, []
         for tp, queue in self._pending.items():
-            below = bound.get(partition_key(tp.topic, tp.partition), 0)
+            key = partition_key(tp.topic, tp.partition)
+            below = math.inf if bound is None else bound.get(key, 0)
             while queue and queue[0].offset < below and len(ready) < limit:
                 ready.append(queue.popleft())
             if queue and tp not in self._paused:

@@ -12,7 +12,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from shared.labels import Delay, parse_delay
 
 
 def _split_commas(value: Any) -> Any:
@@ -28,6 +30,10 @@ CHALLENGER_PARAMS = "<challenger>.*"
 FloatList = Annotated[list[float], BeforeValidator(_split_commas)]
 IntList = Annotated[list[int], BeforeValidator(_split_commas)]
 BoolList = Annotated[list[bool], BeforeValidator(_split_commas)]
+#: `1000` (records) or `5s`, `250ms`, `2m`, `1h` (time): shared/labels.py
+DelaySetting = Annotated[Delay, BeforeValidator(parse_delay), PlainSerializer(str)]
+#: label.timeout when not set: bounded memory by default
+DEFAULT_LABEL_TIMEOUT = Delay(records=100_000)
 
 
 class ProducerType(StrEnum):
@@ -116,6 +122,25 @@ class StreamingConfig(_PropsModel):
         description="Classifiers' outputs carry the probabilities of this many most probable "
         "classes and of the predicted one; 0: none.",
     )
+    label_topic: str | None = Field(
+        None,
+        alias="labelTopic",
+        min_length=1,
+        description="Labels arrive later on this topic, joined to the records by record id; "
+        "records on mainTopic may then come without their label (docs/pipeline.md).",
+    )
+    label_delay: DelaySetting | None = Field(
+        None,
+        alias="label.delay",
+        description="The producer holds each record's label back this long (records or time) "
+        "and sends it on labelTopic.",
+    )
+    label_timeout: DelaySetting = Field(
+        DEFAULT_LABEL_TIMEOUT,
+        alias="label.timeout",
+        description="A record (or label) waiting longer than this (records or time) for its "
+        "label (or record) is dropped and counted.",
+    )
     # Kafka client tuning keys of the original's files that have an aiokafka equivalent.
     linger_ms: int | None = Field(None, alias="linger.ms", ge=0)
     batch_size: int | None = Field(None, alias="batch.size", ge=1)
@@ -124,6 +149,29 @@ class StreamingConfig(_PropsModel):
     max_partition_fetch_bytes: int | None = Field(None, alias="max.partition.fetch.bytes", ge=1)
     max_poll_records: int | None = Field(None, alias="max.poll.records", ge=1)
     max_poll_interval_ms: int | None = Field(None, alias="max.poll.interval.ms", ge=1)
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        if self.label_topic is None:
+            if self.label_delay is not None:
+                found.append(("label.delay", "holds labels back for labelTopic: set labelTopic"))
+            return found
+        if self.label_topic in self.main_topics or self.label_topic == self.output_topic:
+            found.append(("labelTopic", "must differ from mainTopic and outputTopic"))
+        if self.launcher_learn:
+            found.append(
+                (
+                    "launcher.learn",
+                    "learns each record as it is predicted, which needs its label: not with "
+                    "labelTopic (the trainer learns each record when its label arrives)",
+                )
+            )
+        if self.label_delay is not None and self.label_delay.records == 0:
+            found.append(("label.delay", "must be at least 1 record (or a time)"))
+        for key, delay in (("label.timeout", self.label_timeout),):
+            if delay.records == 0 or delay.seconds == 0:
+                found.append((key, "must be more than 0"))
+        return found
 
 
 class RetrainStrategy(StrEnum):

@@ -26,7 +26,9 @@ class TimeRecord:
     """Base record: `fill(line)` populates values, targets and (optionally) the timestamp.
 
     Subclasses set `separator`, `headers` (value names in column order), `categorical` (names
-    kept as strings) and `target_columns` (names moved to `targets`).
+    kept as strings) and `target_columns` (names moved to `targets`). A line whose target
+    column is empty has no label yet (delayed labels: it arrives on `labelTopic`): its
+    `targets` stay empty.
     """
 
     separator: ClassVar[str] = ","
@@ -84,7 +86,9 @@ class TimeRecord:
                 for (name, kind), field in zip(names, fields, strict=True)
             ]  # raises RecordError naming the column and its text
         self.values.update(zip(columns.names, [converted[i] for i in columns.values], strict=True))
-        self.targets.extend([converted[i] for i in columns.targets])  # type: ignore[misc]
+        targets = [converted[i] for i in columns.targets]
+        if "" not in targets:  # an empty target column: the label comes later (labelTopic)
+            self.targets.extend(targets)  # type: ignore[arg-type]
 
     @classmethod
     def _plan(cls, width: int) -> tuple[tuple[str, object], ...]:

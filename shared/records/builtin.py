@@ -75,7 +75,14 @@ class KDDClassificationRecord(TimeRecord):
 
     def fill(self, line: str) -> None:
         super().fill(line)
-        label = self.targets[0].removesuffix(".")
+        if not self.targets:
+            return  # no label yet: it arrives later (labelTopic)
+        self.targets[0] = self.label_of(self.targets[0])
+
+    @staticmethod
+    def label_of(text: str) -> str:
+        """The class of a label field as the file has it (`smurf.` -> `smurf`)."""
+        label = text.removesuffix(".")
         if not label:
             raise RecordError("label: empty")
-        self.targets[0] = label
+        return label

@@ -1,6 +1,7 @@
 """What travels on Kafka: header names, dead-letter topics, and the output message.
 
-Input topics carry raw lines (value), the source name (key) and a `record-id` header. The
+Input topics carry raw lines (value), the source name (key) and a `record-id` header; with
+`labelTopic`, the lines may come without their label and a `Label` follows there later. The
 launcher writes one `Output` per input record to `outputTopic`, and a line it cannot parse to
 `<topic>.dlq` with `DeadLetter` headers. Readers validate what they read (`Output.decode`).
 """
@@ -156,6 +157,26 @@ class Output(_Message):
 
     @classmethod
     def decode(cls, value: bytes | None) -> Output:
+        """Validate one message (pydantic.ValidationError says what is wrong)."""
+        return cls.model_validate_json(value or b"")
+
+
+class Label(_Message):
+    """A record's label, arriving later on `labelTopic` (key: the source; header `record-id`):
+    the trainer learns the record and the evaluator scores its prediction when it arrives."""
+
+    record_id: str = Field(description="the `record-id` of the record it labels")
+    targets: list[str] = Field(
+        min_length=1,
+        description="the record's target columns, as the data file has them (the record class "
+        "reads them as it reads a labelled line)",
+    )
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def decode(cls, value: bytes | None) -> Label:
         """Validate one message (pydantic.ValidationError says what is wrong)."""
         return cls.model_validate_json(value or b"")
 

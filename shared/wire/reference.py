@@ -34,6 +34,7 @@ from shared.wire.influx import (
 from shared.wire.kafka import (
     INPUT_HEADERS,
     DeadLetter,
+    Label,
     Output,
     Probabilities,
     Timings,
@@ -199,6 +200,15 @@ def markdown() -> str:
         model_table(Probabilities),
         "For example:",
         _example(example_output),
+    )
+    lines += _section(
+        "#### `Label`: a record's label on `labelTopic`, later (key: the source, header "
+        "`record-id`)",
+        "Only with `labelTopic` (delayed labels): the record came without its label on "
+        "`mainTopic`, its `Output` without `targets`.",
+        model_table(Label),
+        "For example:",
+        _example(Label(record_id="kddcup.data_10_percent:1235", targets=["smurf."])),
     )
     lines += _section(
         f"#### `DeadLetter`: the headers of a message on `{dead_letter_topic('<topic>')}`",

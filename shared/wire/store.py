@@ -53,6 +53,17 @@ class ModelMeta(BaseModel):
         default_factory=dict,
         description="`<topic>/<partition>` -> the next input offset the version has not learnt",
     )
+    label_positions: dict[str, int] = Field(
+        default_factory=dict,
+        description="labelTopic (delayed labels): `<topic>/<partition>` -> the next label offset "
+        "the version has not read; `positions` then say how far it read the records, some of "
+        "which wait for their label",
+    )
+    resume_positions: dict[str, int] = Field(
+        default_factory=dict,
+        description="labelTopic, a checkpoint: where a restarted trainer reads the input topics "
+        "again (the oldest record still waiting for its label)",
+    )
     lag_records: int | None = Field(
         None, description="records already in the input topics that the version had not learnt"
     )
