@@ -241,16 +241,16 @@ def _validate_file(
             key = str(detail["loc"][0]) if detail["loc"] else path.name
             if key in reported:
                 continue
-            entry = entries.get(key)
+            where = entries.get(key)
             if detail["type"] == "missing":
                 reason = "value is empty" if key in empty else "required key is missing"
             else:
                 reason = f"{detail['msg']} (got {detail['input']!r})"
-            issues.append(ConfigIssue(path, entry.line if entry else None, key, reason))
+            issues.append(ConfigIssue(path, where.line if where else None, key, reason))
         return None
     for key, reason in getattr(config, "problems", list)():
-        entry = entries.get(key)
-        issues.append(ConfigIssue(path, entry.line if entry else None, key, reason))
+        where = entries.get(key)
+        issues.append(ConfigIssue(path, where.line if where else None, key, reason))
     return _resolve_paths(config, folder)
 
 

@@ -39,7 +39,7 @@ def per_metric(values: T | Sequence[T], metrics: Sequence[str], what: str) -> li
     """One value per metric: a single value (or a 1-element list) applies to every metric, as in
     the original's props files; a list must otherwise have exactly one value per metric."""
     if isinstance(values, str) or not isinstance(values, Sequence):
-        return [values] * len(metrics)  # type: ignore[list-item]
+        return [values] * len(metrics)
     if len(values) == 1:
         return [values[0]] * len(metrics)
     if len(values) != len(metrics):

@@ -220,8 +220,10 @@ async def request_training(
 ) -> str:
     """Ask the trainer of `usecase` for a retrain (the evaluator's alerts, the API); returns
     the request's stream id."""
-    request = RetrainRequest(reason=reason, by=by, **{k: str(v) for k, v in context.items()})
-    entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())
+    context_text = {k: str(v) for k, v in context.items()}
+    request = RetrainRequest.model_validate({"reason": reason, "by": by, **context_text})
+    # redis-py takes fields as an invariant dict of its own unions: a dict[str, str] is fine
+    entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())  # type: ignore[arg-type]
     return _text(entry)
 
 
@@ -232,8 +234,11 @@ async def request_role_change(
     restore the previous champion (ROLLBACK); returns the request's stream id."""
     if action not in (PROMOTE, ROLLBACK):
         raise ValueError(f"not a change of champion: {action!r}")
-    request = RetrainRequest(reason=reason, by=by, action=action, model=model, **context)
-    entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())
+    request = RetrainRequest.model_validate(
+        {"reason": reason, "by": by, "action": action, "model": model, **context}
+    )
+    # redis-py takes fields as an invariant dict of its own unions: a dict[str, str] is fine
+    entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())  # type: ignore[arg-type]
     return _text(entry)
 
 
