@@ -193,6 +193,12 @@ class RetrainRequest(BaseModel):
     change_evaluation: int | None = Field(
         None, description="the evaluation where the detector located the change"
     )
+    evaluation: int | None = Field(
+        None, description="the evaluator's: the evaluation that raised the alert or the promotion"
+    )
+    records_scored: int | None = Field(
+        None, description="the evaluator's alerts: how many records it had scored by then"
+    )
 
     @field_validator("since", mode="before")
     @classmethod
