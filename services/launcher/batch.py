@@ -124,7 +124,7 @@ def process_batch(
                 for name, probabilities in predicted.challenger_probabilities.items()
                 if probabilities[index] is not None
             },
-            targets=record.targets,
+            targets=[*record.targets],  # list[JsonValue] from list[str]
             model_version=model.version,
             staleness=stale,
             timings=Timings(
