@@ -238,10 +238,10 @@ class Replay:
         if live is None or redis is None:
             return
         if await self._configuration.attempt(lambda: live.refresh(redis), default=False):
-            self.config = self.live.current.streaming
+            self.config = live.current.streaming
             log.info(
                 f"{self.stats.usecase}: pacing changed",
-                extra={"usecase": self.stats.usecase, "overrides": self.live.overrides},
+                extra={"usecase": self.stats.usecase, "overrides": live.overrides},
             )
 
     async def _blocks(self, cut: Iterator[list[Line]]) -> None:
