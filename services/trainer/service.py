@@ -610,8 +610,14 @@ class Trainer:
                 extra={"usecase": self.usecase.name, "since": since},
             )
             return
-        self._challenged_since = since
         current = self.learner.model
+        if current is None:  # a batch model before its first refit: no champion to challenge
+            log.info(
+                "retrain request before the first model: no champion to challenge yet",
+                extra={"usecase": self.usecase.name, "since": since},
+            )
+            return
+        self._challenged_since = since
         built = build_algorithm(self.usecase)
         if isinstance(built, Contenders):
             champion = current.champion if isinstance(current, Contenders) else built.champion
