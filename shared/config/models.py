@@ -360,10 +360,11 @@ class MonitoringConfig(_PropsModel):
 
     def robustness(self) -> list[int] | None:
         """The detector's own robustness key, else `threshold.robustness` (the original's)."""
-        own = {
+        own_keys: dict[DetectorName | None, list[int] | None] = {
             DetectorName.CUSUM: self.cusum_robustness,
             DetectorName.CUSUM_ONLINE: self.cusumonline_robustness,
-        }.get(self.detector)  # type: ignore[arg-type]
+        }
+        own = own_keys.get(self.detector)
         return own or self.threshold_robustness
 
     def problems(self) -> list[tuple[str, str]]:
