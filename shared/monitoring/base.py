@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def as_defined(value: object) -> float | None:
+def as_defined(value: float | None) -> float | None:
     """The value as a float, or None when it is undefined (None, NaN or ±inf).
 
     Undefined values are skipped rather than read as 0 (the original's `Math.round(NaN)=0`) or as
@@ -31,7 +31,7 @@ def as_defined(value: object) -> float | None:
     """
     if value is None:
         return None
-    number = float(value)  # type: ignore[arg-type]
+    number = float(value)
     return number if math.isfinite(number) else None
 
 
