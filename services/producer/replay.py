@@ -418,7 +418,8 @@ class Replay:
         send); each batch holds at most `max_batch_size` bytes, a larger line goes alone.
         """
         sent: list[Sent] = []
-        labels, due = self.plan.labels, []
+        labels = self.plan.labels
+        due: list[Line] = []
         if labels is not None:  # the lines go without their labels; the labels due go along
             lines, due = labels.send(lines, self.clock())
         headers = self._headers(lines)
