@@ -73,7 +73,7 @@ from shared.wire.heartbeat import RUNNING
 from shared.wire.influx import MetricsMeasurement, RecordsMeasurement
 from shared.wire.kafka import Output
 from shared.wire.keys import UseCaseKeys, heartbeat_pattern
-from shared.wire.store import ModelMeta
+from shared.wire.store import Fields, ModelMeta
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "chaos-secret"
@@ -268,7 +268,8 @@ def river_reference(datafile: Path, outputs: list[Output]) -> dict[str, Any]:
             model.learn_one(record.values, record.targets[0])
             learnt += 1
         record = KDDClassificationRecord.parse(lines[line_at[offset_of(output)] - 1])
-        expected[output.record_id] = model.predict_one(record.values) if learnt else None
+        # River types x as an invariant dict[Hashable, Any]: a dict[str, ...] is one
+        expected[output.record_id] = model.predict_one(record.values) if learnt else None  # type: ignore[arg-type]
     return expected
 
 
@@ -341,7 +342,9 @@ class Probes:
         latest = await self.redis.get(self.keys.model_latest)
         if latest is None:
             return 0
-        meta = ModelMeta.decode(await self.redis.hgetall(self.keys.model_meta(int(latest))))
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        raw: Fields = await self.redis.hgetall(self.keys.model_meta(int(latest)))  # type: ignore[assignment]
+        meta = ModelMeta.decode(raw)
         return sum((meta.positions or {}).values())
 
     async def evaluating(self) -> bool:

@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,13 +62,13 @@ from shared.records import KDDClassificationRecord
 from shared.wire.influx import LeaderboardMeasurement
 from shared.wire.kafka import Output
 from shared.wire.keys import UseCaseKeys, heartbeat_pattern
-from shared.wire.store import ModelMeta
+from shared.wire.store import Fields, ModelMeta
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "benchmark-secret"
 SHIPPED = REPO / "usecases" / "kdd-cup-99"
 #: The tree every loop and the pipeline use (usecases/kdd-cup-99/algs.props).
-TREE_PARAMS = {"grace_period": 200, "max_depth": 20}
+TREE_PARAMS: dict[str, Any] = {"grace_period": 200, "max_depth": 20}
 RUN_TIMEOUT_S = 1800
 #: The pipeline runs, in order (`--runs` picks some).
 RUNS = ("default", "learning", "two", "paced", "challenger", "moa", "moa-learning")
@@ -305,7 +305,10 @@ class HandoffProbe:
         last = "0"
         try:
             while True:
-                replies = await redis.xread({self.keys.models: last}, count=100, block=1000)
+                # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+                replies: list[tuple[bytes, list[tuple[bytes, Fields]]]] | None = await redis.xread(  # type: ignore[assignment]
+                    {self.keys.models: last}, count=100, block=1000
+                )
                 for _, entries in replies or []:
                     for entry_id, fields in entries:
                         last = entry_id.decode()
@@ -478,7 +481,7 @@ def figures(
 _QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 
 
-def _percentile(values: list[float], q: float) -> float | None:
+def _percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)

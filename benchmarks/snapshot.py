@@ -84,6 +84,11 @@ def per_record_us(predict: Callable[[Any], Any], xs: list[dict]) -> float:
     return round(best / len(xs) * 1e6, 2)
 
 
+def _same_proba(ours: dict[Any, float] | None, river: dict[Any, float]) -> bool:
+    """Same classes in the same order with the same floats (None is never River's dict)."""
+    return ours is not None and list(ours.items()) == list(river.items())
+
+
 def measure(algorithm: Any, probes: list[dict]) -> dict[str, Any]:
     builds = []
     for _ in range(5):
@@ -95,7 +100,7 @@ def measure(algorithm: Any, probes: list[dict]) -> dict[str, Any]:
     model = algorithm.model
     identical = all(
         snapshot.predict_one(x) == model.predict_one(x)
-        and list(snapshot.predict_proba_one(x).items()) == list(model.predict_proba_one(x).items())
+        and _same_proba(snapshot.predict_proba_one(x), model.predict_proba_one(x))
         for x in probes
     )
     full_started = time.perf_counter()

@@ -342,7 +342,7 @@ class Supervisor:
         for child in reversed(self.children):
             child.task = asyncio.create_task(self._watch(child), name=f"watch-{child.name}")
         watchers = asyncio.gather(*(child.task for child in self.children if child.task))
-        stopped = asyncio.create_task(stop.wait())
+        stopped: asyncio.Future[Any] = asyncio.create_task(stop.wait())
         status = asyncio.create_task(self._log_status()) if self.status_interval_s else None
         try:
             await asyncio.wait({stopped, watchers}, return_when=asyncio.FIRST_COMPLETED)

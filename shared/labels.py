@@ -65,6 +65,7 @@ def parse_delay(text: str | int | Delay) -> Delay:
 
 
 Item = TypeVar("Item")
+Held = TypeVar("Held")  # what waits: an item or a label
 Label = TypeVar("Label")
 
 
@@ -135,7 +136,7 @@ class LabelJoin(Generic[Item, Label]):
         self.expired.labels += dropped.labels
         return dropped
 
-    def _expire(self, waiting: OrderedDict[str, _Waiting], now_s: float) -> int:
+    def _expire(self, waiting: OrderedDict[str, _Waiting[Held]], now_s: float) -> int:
         dropped = 0
         while waiting:
             oldest = next(iter(waiting.values()))

@@ -30,7 +30,7 @@ from shared.algorithms.base import Algorithm
 from shared.config.settings import ConnectionSettings
 from shared.errors import StreamerError
 from shared.wire.keys import UseCaseKeys
-from shared.wire.store import ModelMeta
+from shared.wire.store import Fields, ModelMeta
 
 MAGIC = b"STRM1"
 CODEC_PICKLE = b"p"
@@ -114,7 +114,8 @@ def unseal(secret: bytes, usecase: str, version: int, envelope: bytes) -> Algori
         )
     codec = header[len(MAGIC) :]
     data = zlib.decompress(payload) if codec == CODEC_PICKLE_ZLIB else payload
-    return pickle.loads(data)  # authenticated above
+    algorithm: Algorithm = pickle.loads(data)  # authenticated above
+    return algorithm
 
 
 def _mac(secret: bytes, usecase: str, version: int, header: bytes, payload: bytes) -> bytes:
@@ -216,7 +217,8 @@ class ModelStore:
         return int(value) if value is not None else None
 
     async def metadata(self, version: int) -> dict[str, Any]:
-        raw = await self.redis.hgetall(self.keys.model_meta(version))
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        raw: Fields = await self.redis.hgetall(self.keys.model_meta(version))  # type: ignore[assignment]
         return ModelMeta.decode(raw).model_dump() if raw else {}
 
     async def load(self, version: int | None = None) -> ModelVersion | None:
@@ -226,10 +228,12 @@ class ModelStore:
             version = await self.latest_version()
             if version is None:
                 return None
-        envelope, raw = await asyncio.gather(
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        replies: tuple[bytes | None, Fields] = await asyncio.gather(  # type: ignore[assignment]
             self.redis.get(self.keys.model(version)),
             self.redis.hgetall(self.keys.model_meta(version)),
         )
+        envelope, raw = replies
         if envelope is None:
             return None
         algorithm = await asyncio.to_thread(unseal, self.secret, self.usecase, version, envelope)
@@ -239,10 +243,12 @@ class ModelStore:
     async def load_checkpoint(self) -> ModelVersion | None:
         """The newest checkpoint (full model and metadata), verified and unpickled; None if
         there is none."""
-        raw, envelope = await asyncio.gather(
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        replies: tuple[Fields, bytes | None] = await asyncio.gather(  # type: ignore[assignment]
             self.redis.hgetall(self.keys.model_checkpoint),
             self.redis.get(self.keys.model_checkpoint_full),
         )
+        raw, envelope = replies
         if not raw or envelope is None:
             return None
         meta = ModelMeta.decode(raw)
@@ -253,5 +259,6 @@ class ModelStore:
 
     async def versions(self) -> list[dict[str, Any]]:
         """Metadata of every published version, oldest first (from the `models` stream)."""
-        entries = await self.redis.xrange(self.keys.models)
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        entries: list[tuple[bytes, Fields]] = await self.redis.xrange(self.keys.models)  # type: ignore[assignment]
         return [ModelMeta.decode(fields).model_dump() for _, fields in entries]

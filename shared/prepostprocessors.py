@@ -39,4 +39,5 @@ def processor_for(usecase: UseCase) -> PrePostProcessor | None:
             f"{usecase.name}: consumer.prepostprocessor={name}: no such class in {path} "
             "nor among the built-ins (PrePostProcessor)"
         )
-    return found()
+    processor: PrePostProcessor = found()
+    return processor

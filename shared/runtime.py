@@ -81,7 +81,8 @@ async def _stop_all_on_error(work: Awaitable[Any], stop: asyncio.Event) -> Any:
 class Worker(Protocol):
     """One use case's part of a service: runs until `stop`, exposes its counters."""
 
-    counters: Any
+    @property
+    def counters(self) -> Any: ...
 
     async def run(self) -> Any: ...
 
@@ -109,7 +110,12 @@ async def serve(service: str, usecases: Sequence[UseCase], factory: WorkerFactor
         }
 
     async with heartbeating(service, usecases, snapshot):
-        return await run_until_stopped([lambda _, w=w: w.run() for w in workers], stop)
+        return await run_until_stopped([_task(worker) for worker in workers], stop)
+
+
+def _task(worker: Worker) -> TaskFactory:
+    """Run `worker` (it watches the stop event it was built with)."""
+    return lambda _: worker.run()
 
 
 @contextlib.asynccontextmanager
@@ -133,4 +139,6 @@ async def heartbeating(
 
 
 def _as_dict(counters: Any) -> dict[str, Any]:
-    return dataclasses.asdict(counters) if dataclasses.is_dataclass(counters) else dict(counters)
+    if dataclasses.is_dataclass(counters) and not isinstance(counters, type):
+        return dataclasses.asdict(counters)
+    return dict(counters)

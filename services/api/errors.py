@@ -5,6 +5,7 @@ method of the path in `Allow`, not only those of the first route that matched it
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from elastic_transport import ConnectionError as ElasticConnectionError
 from elastic_transport import ConnectionTimeout as ElasticTimeout
@@ -18,6 +19,9 @@ from starlette.routing import Match
 from shared.errors import ServiceUnavailableError
 
 log = logging.getLogger("api")
+
+#: FastAPI's `responses=`: the error statuses a route documents in the OpenAPI schema.
+Responses = dict[int | str, dict[str, Any]]
 
 
 def _unavailable(service: str):
@@ -38,9 +42,10 @@ def _unavailable(service: str):
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
-async def _method_not_allowed(request: Request, error: StarletteHTTPException) -> JSONResponse:
+async def _method_not_allowed(request: Request, error: Exception) -> JSONResponse:
     """Which methods would fully match this path, asked through the routes' public `matches`
     (how FastAPI nests included routers differs between versions)."""
+    assert isinstance(error, StarletteHTTPException)  # what a handler of a status code gets
     routes = request.app.router.routes
     allowed = [
         method

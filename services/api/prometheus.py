@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_a
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
+from starlette.types import Receive, Scope, Send
 
 from shared.health import Health
 
@@ -154,7 +155,7 @@ class ScrapeApp:
         self.source = source
         self.render = make_asgi_app(metrics.registry)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.refresh()
         await self.render(scope, receive, send)

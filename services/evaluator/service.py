@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -77,7 +78,7 @@ from shared.wire.influx import (
 )
 from shared.wire.kafka import DeadLetter, dead_letter_topic, record_id_of
 from shared.wire.keys import UseCaseKeys
-from shared.wire.store import PROMOTE, ModelMeta, RetrainRequest
+from shared.wire.store import PROMOTE, Fields, ModelMeta, RetrainRequest
 
 log = logging.getLogger("evaluator")
 
@@ -455,8 +456,13 @@ class Evaluator:
             await retrying(
                 KAFKA,
                 "sending dead letters",
-                lambda message=message, letter=letter: send(
-                    producer, topic, message.value or b"", key=message.key, headers=letter.headers()
+                functools.partial(
+                    send,
+                    producer,
+                    topic,
+                    message.value or b"",
+                    key=message.key,
+                    headers=letter.headers(),
                 ),
             )
         first = result.rejected[0]
@@ -515,8 +521,8 @@ class Evaluator:
                 by="evaluator",
                 since=since or None,
                 change_evaluation=origin,
-                evaluation=str(result.index),
-                records_scored=str(self.scorer.records),
+                evaluation=result.index,
+                records_scored=self.scorer.records,
             )
             state.last_request_ms = result.time_ms
             state.counters.retrain_requests += 1
@@ -567,7 +573,7 @@ class Evaluator:
                 by="evaluator",
                 action=PROMOTE,
                 model=promotion.model,
-                evaluation=str(result.index),
+                evaluation=result.index,
             )
         ]
 
@@ -647,7 +653,8 @@ class Evaluator:
         """Model versions published by the trainer (Redis stream) -> Elasticsearch, and the
         infoLog for those that are not the stream's continuous versions (about one a second,
         they would drown the log)."""
-        entries = await self.redis.xrange(
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        entries: list[tuple[bytes, Fields]] = await self.redis.xrange(  # type: ignore[assignment]
             self.keys.models, min=f"({self.state.models_cursor}", count=MODELS_PAGE
         )
         for entry_id, fields in entries:

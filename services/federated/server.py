@@ -34,7 +34,7 @@ from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
 
 from services.federated.state import ServerState, sync_redis
 from services.federated.strategy import RoundKeeper, build_strategy
-from shared.algorithms.base import Algorithm
+from shared.algorithms.base import Algorithm, Features
 from shared.algorithms.parametric import parameters_of, score
 from shared.algorithms.registry import build_algorithm
 from shared.config import UseCase
@@ -67,7 +67,8 @@ def held_out(usecase: UseCase, limit: int = HELD_OUT_LIMIT) -> tuple[list[Any], 
         )
     record_class = record_class_for(usecase)
     opener = gzip.open if datafile.suffix == ".gz" else open
-    xs, ys = [], []
+    xs: list[Features] = []
+    ys: list[Any] = []
     with opener(datafile, "rt", encoding="utf-8") as lines:
         if usecase.streaming.contains_header:
             next(lines, None)
@@ -179,7 +180,7 @@ async def _rounds(server: Server, config: ServerConfig, stop: asyncio.Event) -> 
             loop.call_soon_threadsafe(_settle, finished, outcome)
 
     threading.Thread(target=work, name="flower-rounds", daemon=True).start()
-    stopped = asyncio.create_task(stop.wait())
+    stopped: asyncio.Future[Any] = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -19,6 +19,7 @@ import redis
 from shared.config import ConnectionSettings
 from shared.wire.federated import RoundPhase
 from shared.wire.keys import UseCaseKeys
+from shared.wire.store import Fields
 
 HISTORY_MAXLEN = 10_000
 
@@ -55,7 +56,8 @@ class ServerState:
         self.keys = UseCaseKeys(usecase)
 
     def load(self) -> SavedRound | None:
-        saved = self.redis.hgetall(self.keys.federated_state)
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        saved: Fields = self.redis.hgetall(self.keys.federated_state)  # type: ignore[assignment]
         if not saved or b"parameters" not in saved:
             return None
         return SavedRound(int(saved[b"round"]), unpack(saved[b"parameters"]))
@@ -81,7 +83,6 @@ class ServerState:
 
     def history(self) -> list[RoundPhase]:
         """Every recorded round phase, oldest first."""
-        return [
-            RoundPhase.decode(fields)
-            for _, fields in self.redis.xrange(self.keys.federated_rounds)  # type: ignore[union-attr]
-        ]
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        entries: list[tuple[bytes, Fields]] = self.redis.xrange(self.keys.federated_rounds)  # type: ignore[assignment]
+        return [RoundPhase.decode(fields) for _, fields in entries]

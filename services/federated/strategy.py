@@ -35,6 +35,7 @@ from flwr.common import (
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
+from pydantic import JsonValue
 
 from services.federated.state import ServerState
 from shared.algorithms.params import accepted_params, construct, parse_params
@@ -209,7 +210,14 @@ class RoundKeeper(Strategy):
                     round=absolute,
                     at=time.time(),
                     loss=result[0],
-                    metrics=dict(result[1]),
+                    metrics={name: _json_metric(name, value) for name, value in result[1].items()},
                 )
             )
         return result
+
+
+def _json_metric(name: str, value: Scalar) -> JsonValue:
+    """A Flower metric as the JSON value RoundPhase stores: bytes (a Flower Scalar) has none."""
+    if isinstance(value, bytes):
+        raise ValueError(f"server metric {name!r} is bytes, which a round record cannot hold")
+    return value

@@ -120,11 +120,11 @@ def process_batch(
             },
             probabilities=predicted.probabilities[index] if predicted.probabilities else None,
             challenger_probabilities={
-                name: probabilities[index]
+                name: shares
                 for name, probabilities in predicted.challenger_probabilities.items()
-                if probabilities[index] is not None
+                if (shares := probabilities[index]) is not None
             },
-            targets=record.targets,
+            targets=[*record.targets],  # list[JsonValue] from list[str]
             model_version=model.version,
             staleness=stale,
             timings=Timings(

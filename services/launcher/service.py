@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -229,7 +230,8 @@ class Launcher:
             return messages  # the trainer publishes nothing: wait again once it does
         waited_since = time.monotonic()
         while not self.stop.is_set():
-            allowed, held = [], {}
+            allowed: list[ConsumerRecord] = []
+            held: dict[TopicPartition, int] = {}
             for message in messages:
                 tp = TopicPartition(message.topic, message.partition)
                 stale = self.model.staleness(message.topic, message.partition, message.offset)
@@ -260,12 +262,13 @@ class Launcher:
             await retrying(
                 REDIS,
                 "asking for a fresher model version",
-                lambda demand=demand: self._ask_and_wait(demand),
+                functools.partial(self._ask_and_wait, demand),
             )
         return []
 
     async def _ask_and_wait(self, demand: dict[str, int]) -> None:
-        await self.redis.hset(self.keys.launcher_demand, mapping=demand)
+        # redis-py takes fields as an invariant dict of its own unions: a dict[str, int] is fine
+        await self.redis.hset(self.keys.launcher_demand, mapping=demand)  # type: ignore[arg-type]
         await self._wait_for_version()
 
     async def _wait_for_version(self) -> None:
@@ -322,7 +325,8 @@ class Launcher:
         """Say how far this launcher predicted (the trainer's learning bound), and look for a
         newer model version, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.keys.launcher_progress, mapping=next_offsets)
+            # redis-py takes fields as an invariant dict of its own unions: a dict[str, int] is fine
+            pipe.hset(self.keys.launcher_progress, mapping=next_offsets)  # type: ignore[arg-type]
             pipe.get(self.keys.model_latest)
             _, latest = await pipe.execute()
         self._start_loading(int(latest) if latest is not None else None)

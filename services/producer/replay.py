@@ -238,10 +238,10 @@ class Replay:
         if live is None or redis is None:
             return
         if await self._configuration.attempt(lambda: live.refresh(redis), default=False):
-            self.config = self.live.current.streaming
+            self.config = live.current.streaming
             log.info(
                 f"{self.stats.usecase}: pacing changed",
-                extra={"usecase": self.stats.usecase, "overrides": self.live.overrides},
+                extra={"usecase": self.stats.usecase, "overrides": live.overrides},
             )
 
     async def _blocks(self, cut: Iterator[list[Line]]) -> None:
@@ -418,7 +418,8 @@ class Replay:
         send); each batch holds at most `max_batch_size` bytes, a larger line goes alone.
         """
         sent: list[Sent] = []
-        labels, due = self.plan.labels, []
+        labels = self.plan.labels
+        due: list[Line] = []
         if labels is not None:  # the lines go without their labels; the labels due go along
             lines, due = labels.send(lines, self.clock())
         headers = self._headers(lines)

@@ -234,7 +234,7 @@ async def produce_usecase(
         attempts += 1
         if attempts > 1:  # after an outage: from where the topics end, as a restart would
             plan.source.close()
-            plan.source = LineSource(config.datafile, skip_header=config.contains_header)
+            plan.source = LineSource(plan.source.path, skip_header=config.contains_header)
         producer = make_producer(
             bootstrap,
             transactional_id=transactional_id(usecase.name, plan.name, plan.topics),

@@ -11,7 +11,7 @@ import io
 import logging
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -64,7 +64,8 @@ class LineSource:
         self.skip_header = skip_header
         self.blank_lines = 0
         self.invalid_utf8 = 0
-        self._raw: io.BufferedReader = open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115
+        # typeshed: open(..., "rb") is a BufferedReader, but a BinaryIO with buffering= n > 1
+        self._raw: io.BufferedReader = open(path, "rb", buffering=READ_BUFFER)  # type: ignore[assignment]  # noqa: SIM115
         self.compressed = False
         try:
             self.size = os.fstat(self._raw.fileno()).st_size
@@ -125,7 +126,7 @@ class LineSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read(self) -> Iterator[Line]:
+    def _read(self) -> Generator[Line, None, None]:
         number = 0
         try:
             for raw in self._file:

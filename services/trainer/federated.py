@@ -139,7 +139,7 @@ class FederatedClient:
                 self.loop.call_soon_threadsafe(_settle, ended, error)
 
         threading.Thread(target=work, name=f"flower-{self.usecase.name}", daemon=True).start()
-        stopped = asyncio.create_task(self.stop.wait())
+        stopped: asyncio.Future[Any] = asyncio.create_task(self.stop.wait())
         try:
             await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:

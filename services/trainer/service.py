@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from aiohttp import ClientError
 from pydantic import ValidationError
@@ -252,7 +252,8 @@ class Trainer:
 
     async def _retake_lease(self) -> bool:
         """The lease expired: take it again if no other trainer took it and published."""
-        holder = await self.redis.get(self.keys.trainer_lease)
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        holder: bytes | None = await self.redis.get(self.keys.trainer_lease)  # type: ignore[assignment]
         if holder is not None and holder.decode() == this_instance():
             return True  # taken again already (by the renewer, or by a step)
         if not await self._try_lease():
@@ -336,6 +337,10 @@ class Trainer:
             else:
                 await self._idle()
 
+    @overload
+    def _refit_interval_s(self, default: float) -> float: ...
+    @overload
+    def _refit_interval_s(self, default: None = None) -> float | None: ...
     def _refit_interval_s(self, default: float | None = None) -> float | None:
         interval = self.usecase.algs.training_interval
         return interval / 1000 if interval >= 0 else default
@@ -605,8 +610,14 @@ class Trainer:
                 extra={"usecase": self.usecase.name, "since": since},
             )
             return
-        self._challenged_since = since
         current = self.learner.model
+        if current is None:  # a batch model before its first refit: no champion to challenge
+            log.info(
+                "retrain request before the first model: no champion to challenge yet",
+                extra={"usecase": self.usecase.name, "since": since},
+            )
+            return
+        self._challenged_since = since
         built = build_algorithm(self.usecase)
         if isinstance(built, Contenders):
             champion = current.champion if isinstance(current, Contenders) else built.champion

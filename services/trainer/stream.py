@@ -144,7 +144,8 @@ class InputStream:
     def _release(self, bound: Mapping[str, int] | None, limit: int) -> list[ConsumerRecord]:
         """Take at most `limit` pending records below the bound; pause the partitions whose
         records must wait (fetching more of them now would only fill memory)."""
-        consumer, ready = self.consumer, []
+        consumer = self.consumer
+        ready: list[ConsumerRecord] = []
         for tp, queue in self._pending.items():
             key = partition_key(tp.topic, tp.partition)
             below = math.inf if bound is None else bound.get(key, 0)

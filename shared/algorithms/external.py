@@ -203,8 +203,9 @@ class ExternalAlgorithm(Algorithm):
         with self._phase_lock(client, "test"):
             self._write(client, "datatest", records, targets, clear_outputs=True)
             self._run("test", self.test_command)
-            outputs = client.lrange(self.keys.outputs, 0, -1)
-            separator = client.get(self.keys.separator)
+            # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+            outputs: list[bytes] = client.lrange(self.keys.outputs, 0, -1)  # type: ignore[assignment]
+            separator: bytes | None = client.get(self.keys.separator)  # type: ignore[assignment]
         if len(outputs) != len(xs):
             log.warning(
                 "%s: the test command stored %d outputs for %d records: no predictions",
@@ -241,7 +242,7 @@ class ExternalAlgorithm(Algorithm):
         """Host and port given to the commands; only a TCP URL on database 0 will do."""
         url = self._url()
         try:
-            options = parse_url(url)
+            options = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py: unannotated
         except ValueError as error:
             raise StreamerError(f"{self.id}: Redis URL {url!r}: {error}") from error
         if "path" in options or "host" not in options:

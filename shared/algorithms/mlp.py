@@ -85,7 +85,8 @@ class MLPRegressor(Algorithm):
 
     def _inputs(self, x: Features) -> np.ndarray:
         dense = np.zeros(self.n_features)
-        for slot, value in self.hasher.transform_one(x).items():
+        # River leaves FeatureHasher.transform_one unannotated
+        for slot, value in self.hasher.transform_one(x).items():  # type: ignore[no-untyped-call]
             dense[slot] += value
         return dense
 

@@ -564,7 +564,8 @@ class MOAAlgorithm(Algorithm):
 def _capymoa_class(path: str) -> type:
     java_helper()
     module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    found: type = getattr(importlib.import_module(module), name)
+    return found
 
 
 def _capymoa_version() -> str:

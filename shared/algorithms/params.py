@@ -13,9 +13,11 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.errors import StreamerError
+
+T = TypeVar("T")
 
 _BOOLEANS = {"true": True, "false": False}
 
@@ -108,7 +110,7 @@ def _type_problem(default: Any, value: Any) -> str | None:
     return f"expected {type(default).__name__} (default {default!r}), got {type(value).__name__}"
 
 
-def construct(factory: Callable[..., Any], values: Mapping[str, Any], what: str) -> Any:
+def construct(factory: Callable[..., T], values: Mapping[str, Any], what: str) -> T:
     """Check then call `factory(**values)`; a constructor's own rejection becomes StreamerError."""
     check_params(factory, values, what)
     try:

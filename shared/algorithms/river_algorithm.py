@@ -74,8 +74,8 @@ def _reduce_distribution(distribution: Any) -> tuple[Any, ...]:
     return _restore_distribution, (type(distribution), state, had_rng)
 
 
-def _restore_distribution(cls: type, state: dict[str, Any], had_rng: bool) -> Any:
-    distribution = cls.__new__(cls)
+def _restore_distribution(cls: type[object], state: dict[str, Any], had_rng: bool) -> Any:
+    distribution: Any = cls.__new__(cls)  # a River distribution, its state restored below
     distribution.__dict__.update(state)
     if had_rng:
         seed = state.get("seed")
@@ -160,7 +160,8 @@ class RiverAlgorithm(Algorithm):
         if not callable(predict_proba):
             return None
         try:
-            return predict_proba(x)
+            proba: dict[Any, float] | None = predict_proba(x)
+            return proba
         except NotImplementedError:
             return None
 

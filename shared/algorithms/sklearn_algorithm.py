@@ -109,7 +109,8 @@ class SklearnAlgorithm(Algorithm):
             self._fit([x for x, _ in self.buffer], [y for _, y in self.buffer])
         if not self.fitted or not xs:
             return [None] * len(xs)
-        return self.estimator.predict(self.vectorizer.transform(xs)).tolist()
+        predictions: list[Any] = self.estimator.predict(self.vectorizer.transform(xs)).tolist()
+        return predictions
 
     def _targets(self, ys: Sequence[Any]) -> list[Any]:
         if self.is_regressor:
@@ -142,9 +143,9 @@ class SklearnAlgorithm(Algorithm):
             self.buffer.clear()
             self.vectorizer = DictVectorizer(sparse=False).fit(xs)
             if self.is_classifier:
-                self._fix_classes(ys)
-                kwargs["classes"] = self.classes
-                log.info("%s: classes fixed to %s", self.name, ", ".join(map(str, self.classes)))
+                classes = self._fix_classes(ys)
+                kwargs["classes"] = classes
+                log.info("%s: classes fixed to %s", self.name, ", ".join(map(str, classes)))
         if self.is_classifier:
             xs, ys = self._known_labels(xs, ys)
             if not ys:
@@ -152,11 +153,12 @@ class SklearnAlgorithm(Algorithm):
         self.estimator.partial_fit(self.vectorizer.transform(xs), ys, **kwargs)
         self.fitted = True
 
-    def _fix_classes(self, ys: Sequence[Any]) -> None:
+    def _fix_classes(self, ys: Sequence[Any]) -> list[Any]:
         if self.classes is None:
             self.classes = sorted(set(ys), key=str)
         elif all(isinstance(y, str) for y in ys):
             self.classes = [str(label) for label in self.classes]  # `0,1` parses as numbers
+        return self.classes
 
     def _known_labels(
         self, xs: Sequence[Features], ys: Sequence[Any]

@@ -44,7 +44,7 @@ import copy
 import math
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 from river import base, compose, forest, tree
 from river.proba import Gaussian
@@ -101,11 +101,11 @@ class _Tree:
         kind: bytes,
         feature: tuple[Any, ...],
         test: tuple[Any, ...],
-        first: array,
-        second: array,
-        fallback: array,
+        first: array[int],
+        second: array[int],
+        fallback: array[int],
         maps: tuple[dict[Any, int], ...],
-        alternate: array,
+        alternate: array[int],
     ):
         self.kind = kind
         self.feature = feature
@@ -184,7 +184,7 @@ class _Tree:
 def _flatten(
     root: Branch | Leaf,
     encode_leaf: Callable[[Leaf], int],
-    alternate_type: type | None = None,
+    alternate_type: type[Any] | None = None,
 ) -> _Tree:
     """Number River's nodes depth-first and copy their tests; `encode_leaf` stores a leaf's
     prediction data and returns its leaf id. With `alternate_type`, branches of that type also
@@ -259,17 +259,8 @@ def _branch_kind(node: Branch) -> int:
 # Classification leaves
 
 
-class _ClassLeaves:
-    """Every leaf's class distribution, flat, indexed by leaf id.
-
-    Leaf `i` owns entries lo[i]:hi[i] of `classes` and `values`. A constant leaf (bayes[i] == 0)
-    stores River's distribution there. A naive Bayes leaf stores its classes in River's order
-    with their log-priors (0.0 for a class of weight <= 0, which River keeps out of the
-    likelihood), and owns feature entries flo[i]:fhi[i]: feature name `names[e]`; if gauss[e],
-    Gaussian terms elo[e]:ehi[e] of (slot, mu, minus_two_var, half_log_var), else category
-    tables elo[e]:ehi[e] of (slot, {category: log share}); slot is the class's position in the
-    leaf's classes.
-    """
+class _ClassLeavesBuilder:
+    """Collects the leaves of a _ClassLeaves (see there) in growable lists."""
 
     def __init__(self) -> None:
         self.lo, self.hi, self.flo, self.fhi = array("l"), array("l"), array("l"), array("l")
@@ -281,22 +272,8 @@ class _ClassLeaves:
         self.elo, self.ehi = array("l"), array("l")
         self.g_slot, self.g_mu = array("l"), array("d")
         self.g_minus_two_var, self.g_half_log_var = array("d"), array("d")
-        self.c_slot: array = array("l")
+        self.c_slot = array("l")
         self.c_table: list[dict[Any, float]] = []
-
-    def freeze(self) -> None:
-        """Done adding leaves: the growable lists become tuples (smaller pickles)."""
-        self.bayes, self.gauss = bytes(self.bayes), bytes(self.gauss)
-        self.classes, self.values = tuple(self.classes), tuple(self.values)
-        self.names, self.c_table = tuple(self.names), tuple(self.c_table)
-
-    @property
-    def n_leaves(self) -> int:
-        return len(self.lo)
-
-    @property
-    def n_bayes(self) -> int:
-        return self.bayes.count(1)
 
     def add_constant(self, distribution: dict[Any, float]) -> int:
         self.lo.append(len(self.classes))
@@ -351,6 +328,44 @@ class _ClassLeaves:
         self.bayes.append(1)
         return len(self.lo) - 1
 
+    def freeze(self) -> _ClassLeaves:
+        """Done adding leaves: the growable lists become tuples (smaller pickles)."""
+        return _ClassLeaves(self)
+
+
+class _ClassLeaves:
+    """Every leaf's class distribution, flat, indexed by leaf id.
+
+    Leaf `i` owns entries lo[i]:hi[i] of `classes` and `values`. A constant leaf (bayes[i] == 0)
+    stores River's distribution there. A naive Bayes leaf stores its classes in River's order
+    with their log-priors (0.0 for a class of weight <= 0, which River keeps out of the
+    likelihood), and owns feature entries flo[i]:fhi[i]: feature name `names[e]`; if gauss[e],
+    Gaussian terms elo[e]:ehi[e] of (slot, mu, minus_two_var, half_log_var), else category
+    tables elo[e]:ehi[e] of (slot, {category: log share}); slot is the class's position in the
+    leaf's classes.
+    """
+
+    def __init__(self, built: _ClassLeavesBuilder) -> None:
+        self.lo, self.hi, self.flo, self.fhi = built.lo, built.hi, built.flo, built.fhi
+        self.bayes = bytes(built.bayes)
+        self.classes = tuple(built.classes)
+        self.values = tuple(built.values)
+        self.names = tuple(built.names)
+        self.gauss = bytes(built.gauss)
+        self.elo, self.ehi = built.elo, built.ehi
+        self.g_slot, self.g_mu = built.g_slot, built.g_mu
+        self.g_minus_two_var, self.g_half_log_var = built.g_minus_two_var, built.g_half_log_var
+        self.c_slot = built.c_slot
+        self.c_table = tuple(built.c_table)
+
+    @property
+    def n_leaves(self) -> int:
+        return len(self.lo)
+
+    @property
+    def n_bayes(self) -> int:
+        return self.bayes.count(1)
+
     def naive_bayes(self, leaf: int, x: Features) -> list[float]:
         """The leaf's class probabilities for x, in the order of classes[lo:hi]."""
         votes = list(self.values[self.lo[leaf] : self.hi[leaf]])
@@ -359,7 +374,8 @@ class _ClassLeaves:
             name = names[entry]
             if name not in x:
                 continue
-            value = x[name]
+            # Any: River's arithmetic runs on whatever x holds (a str raises its TypeError)
+            value: Any = x[name]
             if gauss[entry]:
                 g_slot, g_mu = self.g_slot, self.g_mu
                 minus_two_var, half_log_var = self.g_minus_two_var, self.g_half_log_var
@@ -423,16 +439,16 @@ def _uses_naive_bayes(leaf: Leaf, model: Any) -> bool:
     if predict is LeafMajorityClass.prediction:
         return False
     if predict is LeafNaiveBayes.prediction:
-        return leaf.is_active() and leaf.total_weight >= model.nb_threshold
+        return bool(leaf.is_active() and leaf.total_weight >= model.nb_threshold)
     if predict is LeafNaiveBayesAdaptive.prediction:
-        return leaf.is_active() and leaf._nb_correct_weight >= leaf._mc_correct_weight
+        return bool(leaf.is_active() and leaf._nb_correct_weight >= leaf._mc_correct_weight)
     if predict is AdaLeafClassifier.prediction:
         option = model.leaf_prediction
         if not leaf.is_active() or option == model._MAJORITY_CLASS:
             return False
         if option == model._NAIVE_BAYES:
-            return leaf.total_weight >= model.nb_threshold
-        return leaf._nb_correct_weight >= leaf._mc_correct_weight
+            return bool(leaf.total_weight >= model.nb_threshold)
+        return bool(leaf._nb_correct_weight >= leaf._mc_correct_weight)
     raise _NoCompactForm(f"{type(leaf).__name__} predicts its own way")
 
 
@@ -451,20 +467,20 @@ class _TreeClassifier:
 
     def __init__(self, model: Any):
         self.classes = tuple(sorted(model.classes))
-        self.leaves = _ClassLeaves()
+        leaves = _ClassLeavesBuilder()
         self.tree: _Tree | None = None
         if model._root is not None:
-            self.tree = _flatten(model._root, lambda leaf: self._encode(leaf, model))
-        self.leaves.freeze()
+            self.tree = _flatten(model._root, lambda leaf: self._encode(leaf, model, leaves))
+        self.leaves = leaves.freeze()
         self.labels = tuple(
             None if self.leaves.bayes[leaf] else self._constant_label(leaf)
             for leaf in range(self.leaves.n_leaves)
         )
 
-    def _encode(self, leaf: Leaf, model: Any) -> int:
+    def _encode(self, leaf: Leaf, model: Any, leaves: _ClassLeavesBuilder) -> int:
         if _uses_naive_bayes(leaf, model) and not _naive_bayes_is_constant(leaf):
-            return self.leaves.add_naive_bayes(leaf.stats, leaf.splitters)
-        return self.leaves.add_constant(leaf.prediction({}, tree=model))
+            return leaves.add_naive_bayes(leaf.stats, leaf.splitters)
+        return leaves.add_constant(leaf.prediction({}, tree=model))
 
     def _constant_label(self, leaf: int) -> Any:
         return _first_most_probable(self._proba(*self.leaves.distribution(leaf, {})))
@@ -498,22 +514,22 @@ class _AdaptiveTreeClassifier:
 
     def __init__(self, model: Any):
         self.classes = tuple(model.classes)
-        self.leaves = _ClassLeaves()
+        leaves = _ClassLeavesBuilder()
         self.error = array("d")
         self.tree: _Tree | None = None
         if model._root is not None:
             self.tree = _flatten(
-                model._root, lambda leaf: self._encode(leaf, model), AdaBranchClassifier
+                model._root, lambda leaf: self._encode(leaf, model, leaves), AdaBranchClassifier
             )
-        self.leaves.freeze()
+        self.leaves = leaves.freeze()
 
-    def _encode(self, leaf: Leaf, model: Any) -> int:
+    def _encode(self, leaf: Leaf, model: Any, leaves: _ClassLeavesBuilder) -> int:
         if not leaf.stats:
             raise _NoCompactForm("a leaf with no statistics (River's prediction fails there)")
         self.error.append(leaf._mean_error.get())
         if _uses_naive_bayes(leaf, model) and not _naive_bayes_is_constant(leaf):
-            return self.leaves.add_naive_bayes(leaf.stats, leaf.splitters)
-        return self.leaves.add_constant(leaf.prediction({}, tree=model))
+            return leaves.add_naive_bayes(leaf.stats, leaf.splitters)
+        return leaves.add_constant(leaf.prediction({}, tree=model))
 
     def predict_proba_one(self, x: Features) -> dict[Any, float]:
         proba = dict.fromkeys(self.classes, 0.0)
@@ -540,7 +556,7 @@ class _AdaptiveTreeClassifier:
         return _counts(self.tree, self.leaves)
 
 
-def _scale_by_error(values: list[float], error: float) -> list[float]:
+def _scale_by_error(values: Sequence[float], error: float) -> Sequence[float]:
     """AdaLeafClassifier.prediction's weighting: normalize_values_in_dict(dist, sum * e * e)."""
     factor = sum(values) * error * error
     if factor == 0 or math.isnan(factor):
@@ -572,7 +588,7 @@ class _ForestClassifier:
         self.weights = tuple(weights)
 
     def predict_proba_one(self, x: Features) -> dict[Any, float]:
-        y_pred: collections.Counter = collections.Counter()
+        y_pred: collections.Counter[Any] = collections.Counter()
         for member, weight in zip(self.trees, self.weights, strict=True):
             y_proba = member.predict_proba_one(x)
             if weight is not None:
@@ -581,7 +597,8 @@ class _ForestClassifier:
         total = sum(y_pred.values())
         if total > 0:
             return {cls: value / total for cls, value in y_pred.items()}
-        return y_pred
+        # River returns its Counter here; typeshed's Counter counts ints, this one sums floats
+        return cast(dict[Any, float], y_pred)
 
     def predict_one(self, x: Features) -> Any:
         return _first_most_probable(self.predict_proba_one(x))
@@ -596,7 +613,7 @@ class _ForestClassifier:
 def _first_most_probable(proba: dict[Any, float]) -> Any:
     """base.Classifier.predict_one: the first key of highest value, None for an empty dict."""
     if proba:
-        return max(proba, key=proba.get)
+        return max(proba, key=proba.__getitem__)
     return None
 
 
@@ -682,7 +699,17 @@ def _regression_leaf(leaf: Leaf) -> tuple[float | None, Any]:
 # Choosing a compact form
 
 
-def _predictor(model: Any) -> Any:
+class _Predictor(Protocol):
+    """What every compact form above offers an InferenceSnapshot."""
+
+    def predict_one(self, x: Features) -> Any: ...
+
+    def predict_proba_one(self, x: Features) -> dict[Any, float] | None: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+
+def _predictor(model: Any) -> _Predictor:
     """The compact predictor of a River estimator (not a pipeline)."""
     cls = type(model)
     if isinstance(model, tree.HoeffdingTreeClassifier):
@@ -704,7 +731,7 @@ def _predictor(model: Any) -> Any:
     raise _NoCompactForm(f"no compact form for {cls.__name__}")
 
 
-def _compile(model: Any) -> tuple[tuple[Any, ...], Any]:
+def _compile(model: Any) -> tuple[tuple[Any, ...], _Predictor]:
     """(transformers to apply first, predictor). A pipeline keeps its steps but the last one as
     River applies them at prediction (anomaly filters only act while learning)."""
     if type(model) is compose.Pipeline:
@@ -733,7 +760,9 @@ class InferenceSnapshot(Algorithm):
 
     incremental = False
 
-    def __init__(self, source: RiverAlgorithm, transformers: tuple[Any, ...], predictor: Any):
+    def __init__(
+        self, source: RiverAlgorithm, transformers: tuple[Any, ...], predictor: _Predictor
+    ):
         self.name = source.name
         self.kind = source.kind
         self.n_learned = source.n_learned

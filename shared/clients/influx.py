@@ -18,7 +18,7 @@ with warnings.catch_warnings():
     # aioinflux warns at import when pandas is absent; we never use its dataframe mode.
     warnings.simplefilter("ignore", UserWarning)
     from aioinflux import InfluxDBClient
-    from aioinflux.client import InfluxDBError
+    from aioinflux.client import InfluxDBError as InfluxDBError  # for the services
     from aioinflux.client import InfluxDBWriteError as InfluxDBWriteError  # for shared.retry
 
 

@@ -20,7 +20,7 @@ from aiokafka.errors import (
     IllegalStateError,
     TopicAlreadyExistsError,
 )
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from shared.errors import ServiceUnavailableError
 from shared.retry import KAFKA, Watch, retrying
@@ -96,7 +96,9 @@ async def start_transactional(producer: AIOKafkaProducer, bootstrap: str) -> Non
         ) from error
 
 
-def make_consumer(bootstrap: str, group_id: str | None, *topics: str, **options: Any):
+def make_consumer(
+    bootstrap: str, group_id: str | None, *topics: str, **options: Any
+) -> AIOKafkaConsumer:
     """A consumer that starts at the earliest offset, leaves commits to the caller, and reads
     committed data only (the producer and the launcher write in transactions: what an aborted
     one wrote must never be read)."""
@@ -119,7 +121,7 @@ async def send(
     key: bytes | None = None,
     headers: list[tuple[str, bytes]] | None = None,
     ack_timeout: float = SEND_TIMEOUT_S,
-):
+) -> RecordMetadata:
     """Send one message and wait for the broker's acknowledgement, at most `ack_timeout` s."""
     try:
         future = await asyncio.wait_for(

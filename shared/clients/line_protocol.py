@@ -71,8 +71,7 @@ def encode_point(
     head = encode_head(measurement, tags)
     parts = []
     for key, value in fields.items():
-        kind = type(value)
-        if kind is float:  # the common case, inlined: finite floats as repr
+        if type(value) is float:  # the common case, inlined: finite floats as repr
             if value - value == 0:
                 parts.append(f"{_key(key)}={value!r}")
             continue

@@ -13,13 +13,14 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 from shared.config.models import AlgsConfig, MonitoringConfig, StreamingConfig
 from shared.config.usecase import UseCase
 from shared.errors import ConfigError, ConfigIssue
 from shared.wire.keys import UseCaseKeys
+from shared.wire.store import Fields
 
 # key -> the props file it belongs to
 MUTABLE_KEYS: dict[str, str] = {
@@ -50,7 +51,11 @@ MUTABLE_KEYS: dict[str, str] = {
 }
 REFRESH_S = 2.0
 AUDIT_MAXLEN = 10000
-_MODELS = {"streaming": StreamingConfig, "algs": AlgsConfig, "monitoring": MonitoringConfig}
+_MODELS: dict[str, type[BaseModel]] = {
+    "streaming": StreamingConfig,
+    "algs": AlgsConfig,
+    "monitoring": MonitoringConfig,
+}
 
 
 def apply_overrides(base: UseCase, overrides: dict[str, str]) -> UseCase:
@@ -93,7 +98,8 @@ def _issue(base: UseCase, key: str, reason: str) -> ConfigIssue:
 
 
 async def read_overrides(redis: Redis, usecase: str) -> dict[str, str]:
-    raw = await redis.hgetall(UseCaseKeys(usecase).config_overrides)
+    # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+    raw: Fields = await redis.hgetall(UseCaseKeys(usecase).config_overrides)  # type: ignore[assignment]
     return {key.decode(): value.decode() for key, value in raw.items()}
 
 
@@ -104,12 +110,14 @@ async def change_config(redis: Redis, base: UseCase, changes: dict[str, str], wh
     updated = apply_overrides(base, merged)  # raises ConfigError: nothing is stored
     resolved_before = apply_overrides(base, current).resolved()
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(UseCaseKeys(base.name).config_overrides, mapping=changes)
+        # redis-py takes fields as an invariant dict of its own unions: a dict[str, str] is fine
+        pipe.hset(UseCaseKeys(base.name).config_overrides, mapping=changes)  # type: ignore[arg-type]
         for key, new in changes.items():
             old = current.get(key, _props_value(resolved_before, key))
+            # redis-py takes fields as an invariant dict of its own unions: a dict[str, str] is fine
             pipe.xadd(
                 UseCaseKeys(base.name).config_audit,
-                _audit_entry(who, key, str(old), new),
+                _audit_entry(who, key, str(old), new),  # type: ignore[arg-type]
                 maxlen=AUDIT_MAXLEN,
                 approximate=True,
             )
@@ -119,9 +127,10 @@ async def change_config(redis: Redis, base: UseCase, changes: dict[str, str], wh
 
 async def audit(redis: Redis, usecase: str, who: str, key: str, old: str, new: str) -> None:
     """An audit entry for a change made outside the props keys (a change of champion)."""
+    # redis-py takes fields as an invariant dict of its own unions: a dict[str, str] is fine
     await redis.xadd(
         UseCaseKeys(usecase).config_audit,
-        _audit_entry(who, key, old, new),
+        _audit_entry(who, key, old, new),  # type: ignore[arg-type]
         maxlen=AUDIT_MAXLEN,
         approximate=True,
     )

@@ -50,7 +50,9 @@ def _normalize_producer_type(value: Any) -> Any:
     return value.replace(" ", "").upper() if isinstance(value, str) else value
 
 
-class _PropsModel(BaseModel):
+class PropsModel(BaseModel):
+    """The model of one props file (streaming, algs, monitoring, federated)."""
+
     # nan/inf are never meaningful settings (a threshold of nan would never fire)
     model_config = ConfigDict(
         populate_by_name=True, frozen=True, extra="forbid", allow_inf_nan=False
@@ -61,7 +63,7 @@ class _PropsModel(BaseModel):
         return {field.alias or name for name, field in cls.model_fields.items()}
 
 
-class StreamingConfig(_PropsModel):
+class StreamingConfig(PropsModel):
     """streaming.props: Kafka, producer pacing, record type and the online switches."""
 
     bootstrap_servers: str = Field(
@@ -183,7 +185,7 @@ class RetrainStrategy(StrEnum):
     CHALLENGER = "challenger"  # a fresh challenger, promoted by the rule once it scores better
 
 
-class AlgsConfig(_PropsModel):
+class AlgsConfig(PropsModel):
     """algs.props: which algorithm, how often it retrains, on how much data, how it is scored."""
 
     algorithm: str = Field(min_length=1, description="Algorithm name or dotted path.")
@@ -330,7 +332,7 @@ class DetectorName(StrEnum):
     KSWIN = "KSWIN"
 
 
-class MonitoringConfig(_PropsModel):
+class MonitoringConfig(PropsModel):
     """monitoring.props: detectors watching metrics; per use case (the original had one file)."""
 
     metrics: CommaList = Field(default_factory=list)
@@ -360,10 +362,11 @@ class MonitoringConfig(_PropsModel):
 
     def robustness(self) -> list[int] | None:
         """The detector's own robustness key, else `threshold.robustness` (the original's)."""
-        own = {
+        own_keys: dict[DetectorName | None, list[int] | None] = {
             DetectorName.CUSUM: self.cusum_robustness,
             DetectorName.CUSUM_ONLINE: self.cusumonline_robustness,
-        }.get(self.detector)  # type: ignore[arg-type]
+        }
+        own = own_keys.get(self.detector)
         return own or self.threshold_robustness
 
     def problems(self) -> list[tuple[str, str]]:
@@ -402,7 +405,7 @@ class MonitoringConfig(_PropsModel):
         return found
 
 
-class FederatedConfig(_PropsModel):
+class FederatedConfig(PropsModel):
     """federated.props: the original's federated mode (docs/federated.md). A file with
     `server.address` makes its use case a client (its trainer joins that server instead of
     learning the stream); without it, the use case is a server (`streamer federate server`)."""

@@ -18,7 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from shared.config.models import AlgsConfig, FederatedConfig, MonitoringConfig, StreamingConfig
+from shared.config.models import (
+    AlgsConfig,
+    FederatedConfig,
+    MonitoringConfig,
+    PropsModel,
+    StreamingConfig,
+)
 from shared.config.props import PropEntry, read_props
 from shared.config.settings import ConnectionSettings
 from shared.errors import ConfigError, ConfigIssue
@@ -133,7 +139,7 @@ def load_usecase(ref: str | Path, connections: ConnectionSettings | None = None)
     warnings: list[str] = []
 
     def load(
-        model: type[BaseModel], filename: str, required: bool, defaults: Mapping[str, str] = {}
+        model: type[PropsModel], filename: str, required: bool, defaults: Mapping[str, str] = {}
     ) -> Any:
         path = folder / filename
         if not path.is_file():
@@ -184,7 +190,7 @@ def _federated_client_issues(folder: Path, streaming: StreamingConfig) -> list[C
 
 
 def _validate_file(
-    model: type[BaseModel],
+    model: type[PropsModel],
     path: Path,
     folder: Path,
     variables: Mapping[str, str],
@@ -193,7 +199,7 @@ def _validate_file(
     defaults: Mapping[str, str] = {},
 ) -> BaseModel | None:
     entries = read_props(path)
-    known = model.known_keys()  # type: ignore[attr-defined]
+    known = model.known_keys()
     values: dict[str, Any] = dict(defaults)
     # `prefix.*` fields gather every `prefix.<name>` key that is not a field of its own
     wildcards = {key.removesuffix("*") for key in known if key.endswith(".*")}
@@ -241,16 +247,16 @@ def _validate_file(
             key = str(detail["loc"][0]) if detail["loc"] else path.name
             if key in reported:
                 continue
-            entry = entries.get(key)
+            where = entries.get(key)
             if detail["type"] == "missing":
                 reason = "value is empty" if key in empty else "required key is missing"
             else:
                 reason = f"{detail['msg']} (got {detail['input']!r})"
-            issues.append(ConfigIssue(path, entry.line if entry else None, key, reason))
+            issues.append(ConfigIssue(path, where.line if where else None, key, reason))
         return None
     for key, reason in getattr(config, "problems", list)():
-        entry = entries.get(key)
-        issues.append(ConfigIssue(path, entry.line if entry else None, key, reason))
+        where = entries.get(key)
+        issues.append(ConfigIssue(path, where.line if where else None, key, reason))
     return _resolve_paths(config, folder)
 
 

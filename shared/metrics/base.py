@@ -211,13 +211,12 @@ def as_interval(value: Any) -> tuple[float, float, float] | None:
     """(prediction, lower, upper) from a 3-element output; None if malformed or lower > upper."""
     if not _is_sequence(value) or len(value) != 3:
         return None
-    numbers_ = [as_number(part) for part in value]
-    if any(number is None for number in numbers_):
+    prediction, lower, upper = [as_number(part) for part in value]
+    if prediction is None or lower is None or upper is None:
         return None
-    prediction, lower, upper = numbers_  # type: ignore[misc]
-    if lower > upper:  # type: ignore[operator]
+    if lower > upper:
         return None
-    return prediction, lower, upper  # type: ignore[return-value]
+    return prediction, lower, upper
 
 
 def snake_case(class_name: str) -> str:

@@ -15,13 +15,23 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
+from enum import StrEnum
 from typing import Any
 
 from shared.metrics.base import Metric, Pair
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("batch", "cumulative", "window")
+
+class View(StrEnum):
+    """The views, in VIEWS' order (the API's `view` parameter)."""
+
+    BATCH = "batch"
+    CUMULATIVE = "cumulative"
+    WINDOW = "window"
+
+
+VIEWS = tuple(view.value for view in View)
 DEFAULT_WINDOW = 1000
 Results = dict[str, dict[str, float | None]]
 #: view -> metric name -> its table (rows of named values), for metrics that have one
@@ -139,7 +149,8 @@ class MetricSet:
         """One view's metric object (e.g. for ShowOutputs.values())."""
         if view not in VIEWS:
             raise KeyError(f"no view {view!r}; views: {', '.join(VIEWS)}")
-        return getattr(self, view)[name]
+        metrics: dict[str, Metric] = getattr(self, view)
+        return metrics[name]
 
 
 def _values(metrics: dict[str, Metric]) -> dict[str, float | None]:

@@ -316,7 +316,8 @@ def _linspace(n_bins: int) -> list[float]:
     """numpy.linspace(0, 1, n_bins + 1), value for value (scikit-learn's uniform edges)."""
     import numpy
 
-    return numpy.linspace(0.0, 1.0, n_bins + 1).tolist()
+    edges: list[float] = numpy.linspace(0.0, 1.0, n_bins + 1).tolist()
+    return edges
 
 
 def _bump(counts: Counts, key: Any, sign: int) -> None:

@@ -19,7 +19,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import StreamerError
 from shared.metrics import classification as cls
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from shared.metrics.evaluation import MetricSet
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Factory = Callable[[int | None], Metric]
 
@@ -182,7 +184,7 @@ def _from_user_object(found: Any, path: Path, name: str) -> Metric:
     raise StreamerError(f"{what} is not a metric: it needs update(target, output) and get()")
 
 
-def _construct(factory: Any, what: str) -> Any:
+def _construct(factory: Callable[[], T], what: str) -> T:
     try:
         return factory()
     except TypeError as error:

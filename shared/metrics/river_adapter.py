@@ -96,7 +96,8 @@ class RiverMetric(Metric):
         cm = getattr(self.metric, "cm", None)
         name = self.river_name
         if self.kind == "binary" and cm is not None:
-            predicted, actual = cm.sum_col.get(True, 0), cm.sum_row.get(True, 0)
+            predicted: float = cm.sum_col.get(True, 0)
+            actual: float = cm.sum_row.get(True, 0)
             if name == "Precision":
                 return predicted <= 0
             if name == "Recall":
@@ -112,7 +113,7 @@ def _constant(variance: Any, scale: float) -> bool:
     """Constant targets, up to the drift River's float revert leaves in the variance (River's
     R2 then gives 0.0 or noise such as -4e11)."""
     try:
-        spread = variance.get()
+        spread: float = variance.get()
     except (AttributeError, ZeroDivisionError):
         return False
     return spread <= 1e-12 * max(scale * scale, 1e-300)

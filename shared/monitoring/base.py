@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def as_defined(value: object) -> float | None:
+def as_defined(value: float | None) -> float | None:
     """The value as a float, or None when it is undefined (None, NaN or ±inf).
 
     Undefined values are skipped rather than read as 0 (the original's `Math.round(NaN)=0`) or as
@@ -31,7 +31,7 @@ def as_defined(value: object) -> float | None:
     """
     if value is None:
         return None
-    number = float(value)  # type: ignore[arg-type]
+    number = float(value)
     return number if math.isfinite(number) else None
 
 
@@ -39,7 +39,7 @@ def per_metric(values: T | Sequence[T], metrics: Sequence[str], what: str) -> li
     """One value per metric: a single value (or a 1-element list) applies to every metric, as in
     the original's props files; a list must otherwise have exactly one value per metric."""
     if isinstance(values, str) or not isinstance(values, Sequence):
-        return [values] * len(metrics)  # type: ignore[list-item]
+        return [values] * len(metrics)
     if len(values) == 1:
         return [values[0]] * len(metrics)
     if len(values) != len(metrics):

@@ -81,7 +81,8 @@ class _Cusum(Detector):
                 raise ValueError(f"{keys}.factor must be > 0, got {factor}")
             limits = [float(factor)] * len(self.metrics)
         else:
-            limits = [float(h) for h in per_metric(thresholds, self.metrics, f"{keys}.threshold")]
+            given: float | Sequence[float] = thresholds  # per_metric's T: float
+            limits = [float(h) for h in per_metric(given, self.metrics, f"{keys}.threshold")]
             if any(h <= 0 for h in limits):
                 raise ValueError(f"{keys}.threshold must be > 0, got {limits}")
         self._drift = dict(zip(self.metrics, drifts, strict=True))

@@ -134,7 +134,7 @@ def _no_extras(detector: DetectorName, extras: Mapping[str, Any], allowed: set[s
 def _config_extras(config: MonitoringConfig) -> dict[str, Any]:
     """Fields `<prefix>.<name>` of the configured detector that the code above does not read
     itself, as {name: value}; none today, any field the config later gains for them."""
-    prefix = PARAM_PREFIXES.get(config.detector)  # type: ignore[arg-type]
+    prefix = PARAM_PREFIXES.get(config.detector) if config.detector is not None else None
     if prefix is None:
         return {}
     read_directly = {"drift", "factor", "threshold", "robustness"} if prefix == "cusum" else set()

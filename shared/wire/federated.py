@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, JsonValue
 from redis.asyncio import Redis
 
 from shared.wire.keys import UseCaseKeys
+from shared.wire.store import Fields
 
 Phase = Literal["fit", "evaluate", "server"]
 
@@ -105,7 +106,8 @@ PHASES_PER_ROUND = 3
 
 async def read_rounds(redis: Redis, usecase: str, newest: int) -> list[RoundRow]:
     """The `newest` rounds of a server use case, oldest first (none for other use cases)."""
-    entries = await redis.xrevrange(
+    # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+    entries: list[tuple[bytes, Fields]] = await redis.xrevrange(  # type: ignore[assignment]
         UseCaseKeys(usecase).federated_rounds, count=newest * PHASES_PER_ROUND
     )
     rows = rounds_table([RoundPhase.decode(fields) for _, fields in reversed(entries)])

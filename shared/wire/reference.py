@@ -79,7 +79,7 @@ def model_table(model: type[BaseModel]) -> list[str]:
         if field.is_required():
             default = "required"
         elif field.default_factory is not None:
-            default = f"`{_json_literal(field.default_factory())}`"  # type: ignore[call-arg]
+            default = f"`{_json_literal(field.get_default(call_default_factory=True))}`"
         elif field.default is PydanticUndefined:
             default = "required"
         else:

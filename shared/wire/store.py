@@ -193,6 +193,12 @@ class RetrainRequest(BaseModel):
     change_evaluation: int | None = Field(
         None, description="the evaluation where the detector located the change"
     )
+    evaluation: int | None = Field(
+        None, description="the evaluator's: the evaluation that raised the alert or the promotion"
+    )
+    records_scored: int | None = Field(
+        None, description="the evaluator's alerts: how many records it had scored by then"
+    )
 
     @field_validator("since", mode="before")
     @classmethod
@@ -220,8 +226,10 @@ async def request_training(
 ) -> str:
     """Ask the trainer of `usecase` for a retrain (the evaluator's alerts, the API); returns
     the request's stream id."""
-    request = RetrainRequest(reason=reason, by=by, **{k: str(v) for k, v in context.items()})
-    entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())
+    context_text = {k: str(v) for k, v in context.items()}
+    request = RetrainRequest.model_validate({"reason": reason, "by": by, **context_text})
+    # redis-py takes fields as an invariant dict of its own unions: a dict[str, str] is fine
+    entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())  # type: ignore[arg-type]
     return _text(entry)
 
 
@@ -232,8 +240,11 @@ async def request_role_change(
     restore the previous champion (ROLLBACK); returns the request's stream id."""
     if action not in (PROMOTE, ROLLBACK):
         raise ValueError(f"not a change of champion: {action!r}")
-    request = RetrainRequest(reason=reason, by=by, action=action, model=model, **context)
-    entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())
+    request = RetrainRequest.model_validate(
+        {"reason": reason, "by": by, "action": action, "model": model, **context}
+    )
+    # redis-py takes fields as an invariant dict of its own unions: a dict[str, str] is fine
+    entry = await redis.xadd(UseCaseKeys(usecase).train_requests, request.encode())  # type: ignore[arg-type]
     return _text(entry)
 
 

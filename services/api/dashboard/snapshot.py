@@ -125,19 +125,29 @@ class Dashboard:
         start_ms -= start_ms % bucket_ms
         status: dict[str, dict[str, Any]] = {}
         sources = self.sources
-        metrics, board, batches, alerts, redis_part, rounds, reliability = await asyncio.gather(
-            _guard(status, "influxdb", sources.metric_buckets(usecase, start_ms, bucket_ms), []),
-            _guard(status, "influxdb", self._leaderboard(usecase, start_ms, bucket_ms), None),
-            _guard(
-                status,
-                "elasticsearch",
-                self._batches(usecase, start_ms, bucket_ms, window_start),
-                None,
+        # two gathers in one, all seven reads at once: typeshed types a gather of at most six
+        (
+            (metrics, board, batches, alerts, redis_part, rounds),
+            reliability,
+        ) = await asyncio.gather(
+            asyncio.gather(
+                _guard(
+                    status, "influxdb", sources.metric_buckets(usecase, start_ms, bucket_ms), []
+                ),
+                _guard(status, "influxdb", self._leaderboard(usecase, start_ms, bucket_ms), None),
+                _guard(
+                    status,
+                    "elasticsearch",
+                    self._batches(usecase, start_ms, bucket_ms, window_start),
+                    None,
+                ),
+                # events are few: always the whole window, so a late-indexed alert is not missed
+                _guard(
+                    status, "elasticsearch", sources.alerts(usecase, window_start, MAX_EVENTS), []
+                ),
+                _guard(status, "redis", self._redis_part(usecase, window_start), None),
+                _guard(status, "redis", sources.federated_rounds(usecase, MAX_ROUNDS), []),
             ),
-            # events are few: always the whole window, so a late-indexed alert is not missed
-            _guard(status, "elasticsearch", sources.alerts(usecase, window_start, MAX_EVENTS), []),
-            _guard(status, "redis", self._redis_part(usecase, window_start), None),
-            _guard(status, "redis", sources.federated_rounds(usecase, MAX_ROUNDS), []),
             _guard(status, "influxdb", sources.reliability(usecase), []),
         )
         services, model, events, outputs = redis_part or ([], None, [], None)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, status
 from redis.asyncio import Redis
 
 from services.api.dependencies import InfluxClient, KnownEntry, RedisClient
+from services.api.errors import Responses
 from services.api.models import (
     Leaderboard,
     ModelStanding,
@@ -19,9 +20,10 @@ from services.api.models import (
     RoleChangeAccepted,
     Rollback,
 )
-from services.api.routes.observations import InfluxReader, View
+from services.api.routes.observations import InfluxReader
 from services.api.security import DEFAULT_ACTOR, Actor, Authorized
 from shared.config.live import audit
+from shared.metrics.evaluation import View
 from shared.wire.influx import LeaderboardMeasurement, ModelScore
 from shared.wire.store import (
     PROMOTE,
@@ -36,10 +38,10 @@ router = APIRouter(prefix="/usecases", tags=["champions"])
 DEFAULT_REASON = "api request"
 #: The audit log's key for a change of champion.
 AUDIT_KEY = "champion"
-UNAUTHORIZED = {401: {"description": "missing or wrong bearer token"}}
-NOT_FOUND = {404: {"description": "no such use case"}}
-CONFLICT = {409: {"description": "the current roles do not allow it (says why)"}}
-NOT_JSON = {400: {"description": "the body is not JSON"}}
+UNAUTHORIZED: Responses = {401: {"description": "missing or wrong bearer token"}}
+NOT_FOUND: Responses = {404: {"description": "no such use case"}}
+CONFLICT: Responses = {409: {"description": "the current roles do not allow it (says why)"}}
+NOT_JSON: Responses = {400: {"description": "the body is not JSON"}}
 
 
 @router.get("/{name}/leaderboard", response_model=Leaderboard, responses=NOT_FOUND)

@@ -6,7 +6,6 @@ has nothing."""
 from __future__ import annotations
 
 import logging
-from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import ClientError
@@ -16,6 +15,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ValidationError
 
 from services.api.dependencies import Context, ElasticClient, InfluxClient, KnownEntry, RedisClient
+from services.api.errors import Responses
 from services.api.models import (
     AlertDocument,
     Alerts,
@@ -31,18 +31,17 @@ from services.api.models import (
 )
 from shared.clients.influx import AioinfluxStore, InfluxDBError
 from shared.errors import ServiceUnavailableError
-from shared.metrics.evaluation import VIEWS
+from shared.metrics.evaluation import View
 from shared.wire.federated import read_rounds
 from shared.wire.influx import MetricsMeasurement, ReliabilityMeasurement, ReliabilityRow
 from shared.wire.store import latest_version, read_published
 
 log = logging.getLogger("api")
 router = APIRouter(prefix="/usecases", tags=["observations"])
-NOT_FOUND = {404: {"description": "no such use case"}}
+NOT_FOUND: Responses = {404: {"description": "no such use case"}}
 MAX_SINCE_S = 30 * 86400
 
 T = TypeVar("T", bound=BaseModel)
-View = StrEnum("View", [(view, view) for view in VIEWS])  # the evaluator's metric views
 
 
 @router.get("/{name}/metrics", response_model=Metrics, responses=NOT_FOUND)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Query, status
 from redis.asyncio import Redis
 
 from services.api.dependencies import Context, KnownEntry, RedisClient, ValidUseCase
+from services.api.errors import Responses
 from services.api.issues import body_error, issue_model, unprocessable
 from services.api.models import (
     AuditEntry,
@@ -29,14 +30,14 @@ from shared.errors import ConfigError
 from shared.health import instances_of, model_version_of, services_of
 from shared.heartbeat import read_heartbeats
 from shared.wire.keys import UseCaseKeys
-from shared.wire.store import request_training
+from shared.wire.store import Fields, request_training
 
 router = APIRouter(prefix="/usecases", tags=["usecases"])
 DEFAULT_REASON = "api request"
-UNAUTHORIZED = {401: {"description": "missing or wrong bearer token"}}
-NOT_FOUND = {404: {"description": "no such use case"}}
-INVALID = {409: {"description": "the use case's props files are invalid"}}
-NOT_JSON = {400: {"description": "the body is not JSON"}}
+UNAUTHORIZED: Responses = {401: {"description": "missing or wrong bearer token"}}
+NOT_FOUND: Responses = {404: {"description": "no such use case"}}
+INVALID: Responses = {409: {"description": "the use case's props files are invalid"}}
+NOT_JSON: Responses = {400: {"description": "the body is not JSON"}}
 
 Changes = Annotated[
     dict[str, PropValue],
@@ -129,7 +130,10 @@ async def get_audit(
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
 ) -> AuditLog:
     """Who changed which key, when, from what to what (newest first)."""
-    raw = await redis.xrevrange(UseCaseKeys(entry.name).config_audit, count=limit)
+    # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+    raw: list[tuple[bytes, Fields]] = await redis.xrevrange(  # type: ignore[assignment]
+        UseCaseKeys(entry.name).config_audit, count=limit
+    )
     entries = []
     for entry_id, fields in raw:
         values = {
