@@ -6,7 +6,9 @@ Figures, each run on the same rows:
   the timed loop (predict_one, metric updates, learn_one); and the wrapper loop (our parsing
   and algorithm wrapper, test-then-train in one process);
 - the pipeline, as fast as it goes (producer FAST): the default mode (launchers predict, the
-  trainer learns), `launcher.learn=true`, and two launchers on two partitions: records/s end
+  trainer learns), the same with `launcher.transactions=false` (at least once: the cost of
+  exactly-once, `launcher_transactions_cost`), `launcher.learn=true`, and two launchers on two
+  partitions: records/s end
   to end and the ratio to River's loop, prequential accuracy and macro-F1, staleness p50/p99,
   trainer lag, model hand-off (bytes, seal, fetch and load ms over every version published);
 - produce-to-prediction latency p50/p95/p99 at half the default mode's measured rate (a paced
@@ -71,7 +73,16 @@ SHIPPED = REPO / "usecases" / "kdd-cup-99"
 TREE_PARAMS: dict[str, Any] = {"grace_period": 200, "max_depth": 20}
 RUN_TIMEOUT_S = 1800
 #: The pipeline runs, in order (`--runs` picks some).
-RUNS = ("default", "learning", "two", "paced", "challenger", "moa", "moa-learning")
+RUNS = (
+    "default",
+    "no-transactions",
+    "learning",
+    "two",
+    "paced",
+    "challenger",
+    "moa",
+    "moa-learning",
+)
 MOA_TREE = "moa.HoeffdingTree"
 #: MOA's tree alone, and as the challenger of River's (the shipped algs.props' champion).
 MOA_ALGS = f"algorithm={MOA_TREE}\n"
@@ -505,6 +516,11 @@ async def one_run(lines: list[str], work: Path, runs: tuple[str, ...] = RUNS) ->
     report: dict[str, Any] = {"river_loop": river, "wrapper_loop": wrapper}
     if "default" in runs:
         pipeline["default"] = await pipeline_run(work, datafile, count, "default", streaming=fast)
+    if "no-transactions" in runs:  # at-least-once launchers: what exactly-once costs
+        pipeline["no_transactions"] = await pipeline_run(
+            work, datafile, count, "launcher.transactions=false",
+            streaming=fast + "launcher.transactions=false\n",
+        )  # fmt: skip
     if "learning" in runs:
         pipeline["learning_launcher"] = await pipeline_run(
             work, datafile, count, "launcher.learn=true", streaming=fast + "launcher.learn=true\n"
@@ -552,6 +568,10 @@ async def one_run(lines: list[str], work: Path, runs: tuple[str, ...] = RUNS) ->
     for result in (wrapper, *pipeline.values(), report.get("paced_run")):
         if result is not None:
             result["ratio_to_river_loop"] = round(result["records_per_s"] / base, 3)
+    if "default" in pipeline and "no_transactions" in pipeline:
+        with_them = pipeline["default"]["records_per_s"]
+        without = pipeline["no_transactions"]["records_per_s"]
+        report["launcher_transactions_cost"] = round(1 - with_them / without, 3)
     moa = report.get("moa_loop")
     for key in ("moa", "moa_learning_launcher"):
         if key in pipeline and moa is not None:
