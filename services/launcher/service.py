@@ -61,6 +61,9 @@ log = logging.getLogger("launcher")
 MAX_BATCH_RECORDS = 2000
 #: Longest wait for a version within launcher.max.staleness while none is published.
 STALENESS_WAIT_S = 10.0
+#: The same before the first version: a trainer may still be starting on a busy machine (or
+#: none runs: then the launcher predicts without a model until one comes).
+FIRST_VERSION_WAIT_S = 30.0
 #: One wait for the next publication (the model's latest version is checked in between).
 VERSION_WAIT_MS = 200
 #: Bound of one attempt at writing a batch's sinks (a hung client counts as a failure).
@@ -229,6 +232,7 @@ class Launcher:
         if self._gave_up_at == (self.model.version,):
             return messages  # the trainer publishes nothing: wait again once it does
         waited_since = time.monotonic()
+        wait_s = STALENESS_WAIT_S if self.model.version is not None else FIRST_VERSION_WAIT_S
         while not self.stop.is_set():
             allowed: list[ConsumerRecord] = []
             held: dict[TopicPartition, int] = {}
@@ -245,11 +249,11 @@ class Launcher:
                 for tp, offset in held.items():
                     consumer.seek(tp, offset)
                 return allowed
-            if time.monotonic() - waited_since > STALENESS_WAIT_S:
+            if time.monotonic() - waited_since > wait_s:
                 log.warning(
                     "no model version within launcher.max.staleness: predicting with the "
                     "current one until the trainer publishes again",
-                    extra={"usecase": self.usecase.name, "waited_s": STALENESS_WAIT_S},
+                    extra={"usecase": self.usecase.name, "waited_s": wait_s},
                 )
                 self._gave_up_at = (self.model.version,)
                 return messages

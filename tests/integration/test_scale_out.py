@@ -32,6 +32,8 @@ ROWS = 20_000
 PUBLISH_MS = 250
 BLOCK_MS = 250  # producerTimeInterval
 NEAR_MS = BLOCK_MS + 50
+#: launcher.max.staleness's default: a record further in its partition waits for a version
+WARM_UP = 2000
 ADOPT_MS = 250  # a version fetched, verified and loaded between two batches, on a loaded machine
 
 
@@ -79,6 +81,10 @@ def accuracy(outputs: list[dict]) -> float:
     for output in outputs:
         metric.update(output["targets"][0], output["prediction"])
     return metric.get()
+
+
+def after_warm_up(outputs: list[dict]) -> list[dict]:
+    return [output for output in outputs if offset_of(output) > WARM_UP]
 
 
 def partition_of(output: dict) -> int:
@@ -137,6 +143,12 @@ async def test_two_launchers_predict_with_versions_of_one_model_and_as_well_as_o
     )
     assert max(gaps) <= PUBLISH_MS + ADOPT_MS
 
-    one, two = accuracy(alone), accuracy(shared)
-    print(f"accuracy: one launcher {one:.4f}, two launchers {two:.4f}")
+    # compared after the warm-up: the records at offsets up to launcher.max.staleness (2,000,
+    # the default) may be predicted before the first version exists or not, depending on when
+    # the trainer's first version lands, in either run; every later record has a version
+    one, two = accuracy(after_warm_up(alone)), accuracy(after_warm_up(shared))
+    print(
+        f"accuracy after the warm-up: one launcher {one:.4f}, two launchers {two:.4f}; "
+        f"whole stream: {accuracy(alone):.4f} and {accuracy(shared):.4f}"
+    )
     assert abs(one - two) <= 0.002
