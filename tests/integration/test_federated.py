@@ -242,6 +242,7 @@ async def test_a_dead_client_does_not_block_a_round_and_a_restarted_server_resum
         server_args = ["federate", "server", str(server)]
         first_server = cli_process(server_args, env, tmp_path / "server.log")
         server_process = first_server.__enter__()
+        stack.callback(first_server.__exit__, None, None, None)  # a second exit does nothing
 
         # the third site dies in the middle of its training in round 2 (or later)
         await wait_for(lambda: len(fit_rounds(state)) >= 1, "round 1")
@@ -252,8 +253,11 @@ async def test_a_dead_client_does_not_block_a_round_and_a_restarted_server_resum
         killed_at = len(fit_rounds(state)) + 1  # the round under way
         await wait_for(lambda: len(fit_rounds(state)) >= killed_at, "the round it died in")
         cut = fit_rounds(state)[killed_at - 1]
-        assert {client.client for client in cut.clients} == {f.name for f in sites[:2]}
-        assert cut.failures == 1  # and the round went on with the two others
+        # the round went on without it, with the others that answered in time (on a busy
+        # machine one of them may miss round.timeout too)
+        answered = {client.client for client in cut.clients}
+        assert answered and answered <= {f.name for f in sites[:2]}, cut
+        assert cut.failures == 3 - len(answered), cut
 
         # it rejoins at a later round
         stack.enter_context(cli_process(["train", str(sites[2])], env, victim_log))
