@@ -10,7 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -140,6 +141,21 @@ async def read_to_end(bootstrap: str, topic: str, records: int, wait_s: float) -
     """`collect_outputs` for a replay of `records` KDD lines (record ids `kdd:1`...)."""
     expected = {f"kdd:{line}" for line in range(1, records + 1)}
     return await collect_outputs(bootstrap, topic, expected, wait_s)
+
+
+async def wait_for(condition: Callable[[], object], what: str, seconds: float = 90) -> object:
+    """Poll `condition` (a function, sync or async) until it returns something truthy, which is
+    returned; fail naming `what` after `seconds`. For states only reachable by asking (an API,
+    Redis, InfluxDB): no event to wait on."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if asyncio.iscoroutine(found):
+            found = await found
+        if found:
+            return found
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 class InputPositions:

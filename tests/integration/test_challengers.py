@@ -24,6 +24,7 @@ from tests.integration.pipeline_helpers import (
     run_producer,
     service,
     service_env,
+    wait_for,
 )
 from tests.integration.test_api import AUTH, running_api
 
@@ -90,13 +91,13 @@ def scored(outputs: list[dict], predictions: list[Any]) -> float:
 
 async def wait_for_leaderboard(client: httpx.AsyncClient, name: str, pairs: int) -> dict:
     """The leaderboard once each model's cumulative view covers `pairs` records."""
-    async with asyncio.timeout(60):
-        while True:
-            body = (await client.get(f"/usecases/{name}/leaderboard")).json()
-            covered = [row["pairs"].get("cumulative", 0) for row in body["models"]]
-            if len(covered) == 2 and min(covered) >= pairs:
-                return body
-            await asyncio.sleep(0.3)
+
+    async def covering() -> dict | None:
+        body = (await client.get(f"/usecases/{name}/leaderboard")).json()
+        covered = [row["pairs"].get("cumulative", 0) for row in body["models"]]
+        return body if len(covered) == 2 and min(covered) >= pairs else None
+
+    return await wait_for(covering, f"a leaderboard covering {pairs} records", 60)
 
 
 async def test_every_output_carries_each_models_prediction_and_the_leaderboard_scores_them(
@@ -222,25 +223,24 @@ async def test_a_better_challenger_is_promoted_and_a_rollback_restores_the_champ
 
 async def wait_for_version(client: httpx.AsyncClient, name: str, mode: str) -> dict:
     """The newest version of `mode`, once the trainer published one."""
-    async with asyncio.timeout(60):
-        while True:
-            versions = (await client.get(f"/usecases/{name}/models?limit=50")).json()
-            found = [v for v in versions["versions"] if v["mode"] == mode]
-            if found:
-                return found[0]
-            await asyncio.sleep(0.3)
+
+    async def newest() -> dict | None:
+        versions = (await client.get(f"/usecases/{name}/models?limit=50")).json()
+        return next((v for v in versions["versions"] if v["mode"] == mode), None)
+
+    return await wait_for(newest, f"a version of mode {mode}", 60)
 
 
 async def wait_for_launcher(client: httpx.AsyncClient, name: str, version: int) -> None:
     """Until the launcher's heartbeat says it uses `version` or newer."""
-    async with asyncio.timeout(60):
-        while True:
-            health = (await client.get("/health", params={"usecase": name})).json()
-            versions = [
-                instance["model_versions"].get(name) or 0
-                for instance in health["instances"]
-                if instance["service"] == "launcher" and name in instance["usecases"]
-            ]
-            if versions and max(versions) >= version:
-                return
-            await asyncio.sleep(0.3)
+
+    async def adopted() -> bool:
+        health = (await client.get("/health", params={"usecase": name})).json()
+        versions = [
+            instance["model_versions"].get(name) or 0
+            for instance in health["instances"]
+            if instance["service"] == "launcher" and name in instance["usecases"]
+        ]
+        return bool(versions) and max(versions) >= version
+
+    await wait_for(adopted, f"a launcher using version {version}", 60)

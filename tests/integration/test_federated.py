@@ -12,14 +12,12 @@ resumes after the last completed round.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -37,7 +35,13 @@ from shared.config import ConnectionSettings
 from shared.modelstore import ModelStore
 from shared.wire.federated import RoundPhase, rounds_table
 from shared.wire.influx import RecordsMeasurement
-from tests.integration.pipeline_helpers import MODEL_SECRET, REPO, cli_process, service_env
+from tests.integration.pipeline_helpers import (
+    MODEL_SECRET,
+    REPO,
+    cli_process,
+    service_env,
+    wait_for,
+)
 
 SITE_RECORDS = 3000
 ALGORITHM = "FederatedLinearRegression"
@@ -77,18 +81,6 @@ def make_federation(
         )
         sites.append(folder)
     return server, sites
-
-
-async def wait_for(condition: Callable[[], object], what: str, seconds: float = 90) -> object:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = condition()
-        if asyncio.iscoroutine(found):
-            found = await found
-        if found:
-            return found
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def stored(connections: ConnectionSettings, database: str, sites: list[Path]) -> bool:

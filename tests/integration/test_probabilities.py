@@ -26,6 +26,7 @@ from tests.integration.pipeline_helpers import (
     run_producer,
     service,
     service_env,
+    wait_for,
 )
 from tests.integration.test_api import running_api
 from tests.integration.test_challengers import PACED, kdd_rows
@@ -130,15 +131,15 @@ async def wait_for_tables(
     client: httpx.AsyncClient, name: str, pairs: int, wanted: int
 ) -> dict[str, dict]:
     """The `wanted` cumulative reliability tables once they cover `pairs` records."""
-    async with asyncio.timeout(90):
-        while True:
-            response = await client.get(f"/usecases/{name}/reliability?view=cumulative")
-            assert response.status_code == 200, response.text
-            tables = {table["metric"]: table for table in response.json()["tables"]}
-            counts = [sum(b["count"] for b in table["bins"]) for table in tables.values()]
-            if len(tables) == wanted and min(counts) >= pairs:
-                return tables
-            await asyncio.sleep(0.3)
+
+    async def covering() -> dict[str, dict] | None:
+        response = await client.get(f"/usecases/{name}/reliability?view=cumulative")
+        assert response.status_code == 200, response.text
+        tables = {table["metric"]: table for table in response.json()["tables"]}
+        counts = [sum(b["count"] for b in table["bins"]) for table in tables.values()]
+        return tables if len(tables) == wanted and min(counts) >= pairs else None
+
+    return await wait_for(covering, f"{wanted} reliability tables covering {pairs} records", 90)
 
 
 async def run_pipeline(
