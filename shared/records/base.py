@@ -8,10 +8,11 @@ with the reason; the launcher sends such lines to the dead-letter topic and goes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from operator import call
-from typing import ClassVar, Self
+from operator import call, itemgetter
+from typing import Any, ClassVar, Self
 
 from shared.errors import StreamerError
 
@@ -67,8 +68,9 @@ class TimeRecord:
         """Populate the record from a raw line (names from `headers`, else value1..n).
 
         On the hot path of both the launcher and the trainer: the columns are converted by one
-        C-level map and checked finite by one sum (an infinity or NaN makes it non-finite),
-        and only a line that fails is walked column by column, to name the culprit."""
+        C-level map, picked by itemgetters and checked finite by one sum (an infinity or NaN
+        makes it non-finite); only a line that fails is walked column by column, to name the
+        culprit."""
         fields = self.split(line)
         columns = self._columns(len(fields))
         try:
@@ -76,7 +78,7 @@ class TimeRecord:
         except ValueError:
             converted = None
         if converted is not None:
-            total = sum([converted[index] for index in columns.numbers])  # type: ignore[misc]
+            total = sum(columns.pick_numbers(converted))
             if total - total != 0:  # a NaN or an infinity (or finite numbers that overflow)
                 converted = None
         if converted is None:
@@ -85,8 +87,8 @@ class TimeRecord:
                 to_number(name, field) if kind is _NUMBER else field
                 for (name, kind), field in zip(names, fields, strict=True)
             ]  # raises RecordError naming the column and its text
-        self.values.update(zip(columns.names, [converted[i] for i in columns.values], strict=True))
-        targets = [converted[i] for i in columns.targets]
+        self.values.update(zip(columns.names, columns.pick_values(converted), strict=True))
+        targets = columns.pick_targets(converted)
         if "" not in targets:  # an empty target column: the label comes later (labelTopic)
             self.targets.extend(targets)  # type: ignore[arg-type]
 
@@ -126,9 +128,9 @@ class TimeRecord:
             columns = cache[width] = _Columns(
                 converters=tuple(float if kind is _NUMBER else str for _, kind in plan),
                 names=tuple(name for name, kind in plan if kind is not _TARGET),
-                values=tuple(i for i, (_, kind) in enumerate(plan) if kind is not _TARGET),
-                numbers=tuple(i for i, (_, kind) in enumerate(plan) if kind is _NUMBER),
-                targets=tuple(i for i, (_, kind) in enumerate(plan) if kind is _TARGET),
+                pick_values=_picker([i for i, (_, k) in enumerate(plan) if k is not _TARGET]),
+                pick_numbers=_picker([i for i, (_, k) in enumerate(plan) if k is _NUMBER]),
+                pick_targets=_picker([i for i, (_, k) in enumerate(plan) if k is _TARGET]),
             )
         return columns
 
@@ -138,14 +140,24 @@ _NUMBER, _CATEGORY, _TARGET = object(), object(), object()
 
 @dataclass(frozen=True)
 class _Columns:
-    """Per column a converter (float or str), and which columns are values (with their
-    names), numbers and targets."""
+    """Per column a converter (float or str), the values' names, and which converted columns
+    are the values, the numbers and the targets (each picked as a tuple, in column order)."""
 
     converters: tuple[type, ...]
     names: tuple[str, ...]
-    values: tuple[int, ...]
-    numbers: tuple[int, ...]
-    targets: tuple[int, ...]
+    pick_values: Callable[[list[Value]], tuple[Value, ...]]
+    pick_numbers: Callable[[list[Value]], tuple[float, ...]]
+    pick_targets: Callable[[list[Value]], tuple[Value, ...]]
+
+
+def _picker(indexes: list[int]) -> Callable[[list[Value]], tuple[Any, ...]]:
+    """The items at `indexes` as a tuple, in C (itemgetter returns a bare item for one index)."""
+    if len(indexes) > 1:
+        return itemgetter(*indexes)
+    if indexes:
+        only = indexes[0]
+        return lambda items: (items[only],)
+    return lambda items: ()
 
 
 def to_number(name: str, field: str) -> float:
