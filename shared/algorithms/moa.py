@@ -323,7 +323,54 @@ class RecordSchema:
         predicting (`ys` None), else the target (NaN: unlabelled or not learnable). Only the
         records learned add nominal values; another value gets the next index, which the model
         has never learned (so a record predicted then learned in one batch is predicted as
-        predict_one would, before it is learned)."""
+        predict_one would, before it is learned).
+
+        On the hot path of learning and predicting launchers and of the trainer: the values are
+        gathered by C-level lookups and converted by numpy in one call, and only the few nominal
+        columns are walked in Python. A value numpy cannot take sends the batch through
+        `encode_checked`, which names the culprit."""
+        targets = (
+            [math.nan] * len(xs)
+            if ys is None
+            else [math.nan if y is None else self.target(y) for y in ys]
+        )
+        names = [name for name, _ in self.columns]
+        nominal = [
+            (position, categories)
+            for position, (_, categories) in enumerate(self.columns)
+            if categories is not None
+        ]
+        rows = [list(map(x.get, names)) for x in xs]
+        raw = [[row[position] for row in rows] for position, _ in nominal]
+        for row in rows:
+            for position, _ in nominal:
+                row[position] = 0.0  # placeholders: numpy converts the numeric columns only
+        matrix = np.empty((len(xs), self.width), dtype=np.float64)
+        try:
+            matrix[:, :-1] = rows if rows else np.empty((0, self.width - 1))
+        except (TypeError, ValueError):
+            return self.encode_checked(xs, ys)
+        matrix[:, -1] = targets
+        for (position, categories), values in zip(nominal, raw, strict=True):
+            column: list[float] = []
+            for value, target in zip(values, targets, strict=True):
+                index = categories.get(value)
+                column.append(
+                    index
+                    if index is not None
+                    else math.nan
+                    if value is None
+                    else self._category(categories, value, not math.isnan(target))
+                )
+            matrix[:, position] = column
+        known = self.features.keys()
+        for x, target in zip(xs, targets, strict=True):
+            if not math.isnan(target) and not x.keys() <= known:
+                self._note_unknown(x)
+        return matrix
+
+    def encode_checked(self, xs: Sequence[Features], ys: Sequence[Any] | None = None) -> np.ndarray:
+        """`encode` value by value: the error names the feature and the value it cannot take."""
         rows = []
         columns = self.columns
         known = self.features.keys()

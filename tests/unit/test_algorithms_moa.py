@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from benchmarks.moa import kdd_rows, moa_own_loop, write_arff
@@ -342,3 +343,51 @@ def test_a_service_that_starts_the_jvm_in_a_worker_thread_stops_on_sigterm_and_e
             process.wait()
     assert process.returncode == 0, err[-2000:]
     assert out.strip() == "stopped gracefully"
+
+
+def test_the_fast_encoding_equals_the_value_by_value_one_on_every_kind_of_value(kdd) -> None:
+    """encode (numpy, the hot path) against encode_checked (one value at a time, the reference
+    for its rules): same matrix and same nominal values and labels learnt, on KDD rows mixed
+    with missing, None, NaN, numeric text, ints, unseen categories, extra features, unlabelled
+    records and labels beyond classes.number."""
+    from copy import deepcopy
+
+    from shared.algorithms.moa import CLASSIFIER, RecordSchema
+
+    randomness = random.Random(11)
+    xs, ys = [dict(x) for x, _ in kdd[:3000]], [y for _, y in kdd[:3000]]
+    for index in randomness.sample(range(len(xs)), 400):
+        x = xs[index]
+        match index % 8:
+            case 0:
+                del x["duration"]
+            case 1:
+                x["src_bytes"] = None
+            case 2:
+                x["dst_bytes"] = math.nan
+            case 3:
+                x["count"] = str(x["count"])  # numeric text
+            case 4:
+                x["srv_count"] = int(x["srv_count"])
+            case 5:
+                x["service"] = f"unseen-{index}"
+            case 6:
+                x["extra"] = 1.0
+            case 7:
+                x["protocol_type"] = None
+        if index % 5 == 0:
+            ys[index] = None  # unlabelled
+    # fixed by unaltered rows; KDD has more than 10 classes: some labels are not learnt
+    schema = RecordSchema.fixed_by([x for x, _ in kdd[:100]], CLASSIFIER, 10)
+    reference = deepcopy(schema)
+    for start in range(0, len(xs), 250):
+        batch, labels = xs[start : start + 250], ys[start : start + 250]
+        predicting = start % 500 == 0  # every other batch only predicts (no labels)
+        fast = schema.encode(batch, None if predicting else labels)
+        checked = reference.encode_checked(batch, None if predicting else labels)
+        assert fast.shape == checked.shape == (len(batch), schema.width)
+        assert np.array_equal(fast, checked, equal_nan=True)
+    assert schema.features == reference.features
+    assert schema.labels == reference.labels and schema.label_index == reference.label_index
+    assert schema.ignored == reference.ignored == {"extra"}
+    assert schema.encode([]).shape == (0, schema.width)
