@@ -124,11 +124,14 @@ def _serve(
     import asyncio
     import importlib
 
+    from shared.runtime import tune_garbage_collector
+
     if check:
         _check(service)
     configure_logging()
     loaded = _for_service(_load_all(refs or []), service)
     runner = importlib.import_module(module)
+    tune_garbage_collector()
     try:
         asyncio.run(runner.run(loaded, **options))
     except StreamerError as error:
