@@ -146,6 +146,17 @@ class LabelJoin(Generic[Item, Label]):
             dropped += 1
         return dropped
 
+    def early_labels(self) -> dict[str, Label]:
+        """The labels waiting for their item (record id -> label), oldest first: a checkpoint
+        keeps them, since the positions it resumes from are past them on the label side."""
+        return {record_id: waiting.value for record_id, waiting in self.labels.items()}
+
+    def restore_labels(self, labels: dict[str, Label], now_s: float) -> None:
+        """Labels that were waiting when a checkpoint was taken wait again, as if they had just
+        arrived (their timeout starts over)."""
+        for record_id, label in labels.items():
+            self.labels[record_id] = _Waiting(label, self.ticks, now_s)
+
     def oldest_item(self) -> Item | None:
         """The item that has waited longest (None when none waits)."""
         return next(iter(self.items.values())).value if self.items else None

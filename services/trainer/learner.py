@@ -158,6 +158,10 @@ class Learner:
         is lost: per partition, the oldest waiting record's offset (else `read`)."""
         return await self._run(self._resume_positions, dict(read))
 
+    async def early_labels(self) -> dict[str, list[str]]:
+        """The labels waiting for their record (read in the model's thread, which changes them)."""
+        return await self._run(lambda: self.waiting.early_labels() if self.waiting else {})
+
     def _resume_positions(self, positions: dict[str, int]) -> dict[str, int]:
         for waiting in (self.waiting.items if self.waiting is not None else {}).values():
             message = waiting.value

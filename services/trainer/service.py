@@ -135,6 +135,7 @@ class Trainer:
         self._served_since: dict[str, int] | None = None  # the change retrained from last
         self._challenged_since: dict[str, int] | None = None  # the change a challenger took
         self._label_positions: dict[str, int] = {}  # labelTopic: where the checkpoint read it
+        self._early_labels: dict[str, list[str]] = {}  # and the labels still waiting then
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -199,6 +200,7 @@ class Trainer:
         usecase = self.usecase
         await ensure_topics(usecase.bootstrap_servers, [topic], partitions=usecase.topic_partitions)
         self.learner.waiting = LabelJoin(usecase.streaming.label_timeout)
+        self.learner.waiting.restore_labels(self._early_labels, time.monotonic())
         self.labels = InputStream(usecase.bootstrap_servers, [topic], self._label_positions)
         stack.push_async_callback(self.labels.stop)
         await retrying(KAFKA, "reading the label topic", self.labels.start)
@@ -294,6 +296,8 @@ class Trainer:
         self._checkpoint_at = self._published_at = time.monotonic()
         self._published_positions = dict(checkpoint.meta.get("positions") or {})
         self._label_positions = dict(checkpoint.meta.get("label_positions") or {})
+        # labels read before their record: past label_positions, so kept in the checkpoint
+        self._early_labels = dict(checkpoint.meta.get("early_labels") or {})
         # labelTopic: records still waiting for their label at the checkpoint are read again
         return dict(checkpoint.meta.get("resume_positions") or self._published_positions)
 
@@ -500,6 +504,7 @@ class Trainer:
             delayed["label_positions"] = dict(self.labels.positions)
             if sealed.checkpoint is not None:
                 delayed["resume_positions"] = await self.learner.resume_positions(positions)
+                delayed["early_labels"] = await self.learner.early_labels()
         lag = self.stream.lag() if self.stream is not None else None
         newest = self._newest_event_ms
         meta = ModelMeta.model_validate(

@@ -64,6 +64,11 @@ class ModelMeta(BaseModel):
         description="labelTopic, a checkpoint: where a restarted trainer reads the input topics "
         "again (the oldest record still waiting for its label)",
     )
+    early_labels: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="labelTopic, a checkpoint: labels read before their record (record id -> "
+        "targets), which a restarted trainer holds again until their records come",
+    )
     lag_records: int | None = Field(
         None, description="records already in the input topics that the version had not learnt"
     )

@@ -13,13 +13,13 @@ import pytest
 from river import evaluate, metrics, tree
 
 from shared.clients.influx import AioinfluxStore
-from shared.clients.kafka import ensure_topics
+from shared.clients.kafka import ensure_topics, make_producer, start_client
 from shared.clients.redis import connect_redis
 from shared.heartbeat import read_heartbeats
 from shared.modelstore import ModelStore
 from shared.records import KDDClassificationRecord
 from shared.wire.influx import MetricsMeasurement
-from shared.wire.kafka import Label
+from shared.wire.kafka import RECORD_ID_HEADER, Label
 from tests.integration.pipeline_helpers import (
     MODEL_SECRET,
     collect_outputs,
@@ -353,3 +353,79 @@ async def wait_for_checkpoint(store: ModelStore, learned: int, wait_s: float) ->
             if found and found[-1]["records_learned"] >= learned:
                 return found[-1]
             await asyncio.sleep(0.2)
+
+
+async def test_labels_read_before_their_records_survive_a_trainer_restart(
+    tmp_path, data_dir, kafka_bootstrap, connections, unique
+):
+    """Labels that come before their records wait in the trainer, past the label positions a
+    checkpoint resumes from. The trainer is killed once a checkpoint was taken after it read
+    them; its successor learns those records when they come, each once (the lineage's count
+    equals the rows), instead of dropping them at label.timeout."""
+    first, then, early = 2000, 100, 600
+    datafile = kdd_slice(data_dir, first + then + early, tmp_path / "kdd.csv")
+    lines = datafile.read_text().splitlines()
+    datafile.write_text("\n".join(lines[:first]) + "\n")
+    folder = make_usecase(tmp_path, unique, datafile, delay="10", timeout="100000")
+    algs = folder / "algs.props"  # every version a checkpoint: the one after `then` is one
+    algs.write_text(algs.read_text() + "model.checkpoint.interval=0\n")
+    env = service_env(unique)
+    log = tmp_path / "services.log"
+    redis = connect_redis(connections)
+    store = ModelStore(redis, unique, MODEL_SECRET.encode())
+    late = range(first + then + 1, first + then + early + 1)  # line numbers, from 1
+    try:
+        with service("launch", folder, env, log):
+            with service("train", folder, env, log) as trainer:
+                await counters_of(connections, "trainer", unique, bool, 60)
+                await asyncio.to_thread(run_producer, folder, env, log)
+                await wait_for_versions(store, learned=first, wait_s=90)
+                # the labels of the last `early` lines, long before their records
+                await send_labels(
+                    kafka_bootstrap,
+                    f"{unique}.labels",
+                    {f"kdd:{n}": KDDClassificationRecord.parse(lines[n - 1]).targets for n in late},
+                )
+                # then `then` labelled lines: their labels come after those, so a checkpoint
+                # that learnt them has read every early label
+                with datafile.open("a") as handle:
+                    handle.write("\n".join(lines[first : first + then]) + "\n")
+                await asyncio.to_thread(run_producer, folder, env, log)
+                checkpointed = await wait_for_checkpoint(store, learned=first + then, wait_s=60)
+                trainer.send_signal(signal.SIGKILL)
+                trainer.wait()
+            assert checkpointed["label_positions"], checkpointed
+            # the records of the early labels come now, without a label of their own
+            with datafile.open("a") as handle:
+                handle.write("".join(unlabelled(lines[n - 1]) + "\n" for n in late))
+            await asyncio.to_thread(run_producer, folder, env, log)
+            with service("train", folder, env, log):
+                versions = await wait_for_versions(store, learned=first + then + early, wait_s=90)
+    finally:
+        await redis.aclose()
+    assert versions[-1]["records_learned"] == first + then + early, (
+        versions[-1]["records_learned"],
+        log.read_text()[-2000:],
+    )
+
+
+def unlabelled(line: str) -> str:
+    """A KDD line whose label column is empty (its label comes on labelTopic, or never)."""
+    return line.rsplit(",", 1)[0] + ","
+
+
+async def send_labels(bootstrap: str, topic: str, labels: dict[str, list[str]]) -> None:
+    """Label messages as the producer writes them (key: the source; header: the record id)."""
+    producer = make_producer(bootstrap)
+    await start_client(producer, bootstrap)
+    try:
+        for record_id, targets in labels.items():
+            await producer.send(
+                topic,
+                Label(record_id=record_id, targets=targets).encode(),
+                key=record_id.split(":")[0].encode(),
+                headers=[(RECORD_ID_HEADER, record_id.encode())],
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()

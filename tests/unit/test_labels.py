@@ -3,6 +3,7 @@
 import asyncio
 import gzip
 import itertools
+import json
 import pickle
 import threading
 
@@ -132,6 +133,23 @@ def test_the_join_pairs_whichever_comes_first():
     assert join.add_label("b", "label b", now_s=0) is None  # before its record
     assert join.add_item("b", "prediction b", now_s=0) == ("prediction b", "label b")
     assert len(join) == 0 and join.joined == 2
+
+
+def test_labels_waiting_at_a_checkpoint_wait_again_after_a_restart():
+    """A label read before its record is past the label positions a checkpoint resumes from:
+    the checkpoint keeps it (early_labels, JSON in the model metadata) and a restarted join
+    holds it again, its timeout starting over."""
+    join: LabelJoin[str, list[str]] = LabelJoin(Delay(records=2))
+    join.add_item("a", "record a", now_s=0)
+    join.add_label("b", ["smurf"], now_s=0)  # before its record
+    join.add_label("c", ["normal"], now_s=0)
+    assert join.early_labels() == {"b": ["smurf"], "c": ["normal"]}  # oldest first
+    restarted: LabelJoin[str, list[str]] = LabelJoin(Delay(records=2))
+    restarted.restore_labels(json.loads(json.dumps(join.early_labels())), now_s=50)
+    assert restarted.add_item("c", "record c", now_s=51) == ("record c", ["normal"])
+    restarted.add_item("x", "record x", now_s=51)
+    assert restarted.expire(now_s=51).labels == 1  # b: two records came since the restart
+    assert restarted.early_labels() == {}
 
 
 def test_what_waits_beyond_the_timeout_in_records_is_dropped_and_counted():
