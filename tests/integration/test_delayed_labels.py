@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from river import evaluate, metrics, tree
 
+from services.producer.labels import LabelSplitter
 from shared.clients.influx import AioinfluxStore
 from shared.clients.kafka import ensure_topics, make_producer, start_client
 from shared.clients.redis import connect_redis
@@ -374,6 +375,9 @@ async def test_labels_read_before_their_records_survive_a_trainer_restart(
     redis = connect_redis(connections)
     store = ModelStore(redis, unique, MODEL_SECRET.encode())
     late = range(first + then + 1, first + then + early + 1)  # line numbers, from 1
+    # each late line without its label, and the label, as the producer splits them
+    split = LabelSplitter(KDDClassificationRecord)
+    late_lines = {n: split.split(lines[n - 1].encode()) for n in late}
     try:
         with service("launch", folder, env, log):
             with service("train", folder, env, log) as trainer:
@@ -384,7 +388,7 @@ async def test_labels_read_before_their_records_survive_a_trainer_restart(
                 await send_labels(
                     kafka_bootstrap,
                     f"{unique}.labels",
-                    {f"kdd:{n}": KDDClassificationRecord.parse(lines[n - 1]).targets for n in late},
+                    {f"kdd:{n}": targets for n, (_, targets) in late_lines.items()},
                 )
                 # then `then` labelled lines: their labels come after those, so a checkpoint
                 # that learnt them has read every early label
@@ -397,7 +401,7 @@ async def test_labels_read_before_their_records_survive_a_trainer_restart(
             assert checkpointed["label_positions"], checkpointed
             # the records of the early labels come now, without a label of their own
             with datafile.open("a") as handle:
-                handle.write("".join(unlabelled(lines[n - 1]) + "\n" for n in late))
+                handle.write("".join(value.decode() + "\n" for value, _ in late_lines.values()))
             await asyncio.to_thread(run_producer, folder, env, log)
             with service("train", folder, env, log):
                 versions = await wait_for_versions(store, learned=first + then + early, wait_s=90)
@@ -407,11 +411,6 @@ async def test_labels_read_before_their_records_survive_a_trainer_restart(
         versions[-1]["records_learned"],
         log.read_text()[-2000:],
     )
-
-
-def unlabelled(line: str) -> str:
-    """A KDD line whose label column is empty (its label comes on labelTopic, or never)."""
-    return line.rsplit(",", 1)[0] + ","
 
 
 async def send_labels(bootstrap: str, topic: str, labels: dict[str, list[str]]) -> None:
