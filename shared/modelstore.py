@@ -262,3 +262,12 @@ class ModelStore:
         # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
         entries: list[tuple[bytes, Fields]] = await self.redis.xrange(self.keys.models)  # type: ignore[assignment]
         return [ModelMeta.decode(fields).model_dump() for _, fields in entries]
+
+    async def next_publication(self, after: bytes | str, block_ms: int) -> bytes | None:
+        """Wait at most `block_ms` for a version published after the `models` stream entry
+        `after` ("$": from now on): the newest such entry's id, None when none came."""
+        # redis-py types replies bytes | str: ours are bytes (decode_responses is off)
+        reply: list[tuple[bytes, list[tuple[bytes, Fields]]]] = await self.redis.xread(  # type: ignore[assignment]
+            {self.keys.models: after}, block=block_ms
+        )
+        return reply[0][1][-1][0] if reply else None

@@ -15,7 +15,8 @@ outage's length (a rebalance waits for the batch in flight: none is orphaned); R
 that the next batch repeats are skipped while Redis is away; the outage is in the heartbeat.
 
 Launchers predict; the trainer learns (services/trainer). Each new model version is loaded in
-the background (fetch and unpickle off the event loop) and adopted between two batches, so any
+the background from the moment it is published (the launcher watches the versions' stream;
+fetch and unpickle off the event loop) and adopted between two batches, so any
 number of launchers predict with versions of one shared model. `launcher.learn=true` makes a
 single launcher learn test-then-train itself (no staleness), adopting the trainer's versions
 only at start and after a retrain.
@@ -69,6 +70,10 @@ STALENESS_WAIT_S = 10.0
 FIRST_VERSION_WAIT_S = 30.0
 #: One wait for the next publication (the model's latest version is checked in between).
 VERSION_WAIT_MS = 200
+#: One blocking read of the published versions' stream (below the Redis socket timeout).
+VERSION_WATCH_MS = 1000
+#: Pause after the versions' stream could not be read (Redis away: the outage is reported).
+VERSION_WATCH_RETRY_S = 1.0
 #: Bound of one attempt at writing a batch's sinks (a hung client counts as a failure).
 SINK_TIMEOUT_S = 60.0
 
@@ -127,6 +132,7 @@ class Launcher:
         self._apply_switches()
         self._loading: asyncio.Task[ModelVersion | None] | None = None
         self._examined = 0  # the newest version looked at (adopted or not)
+        self._published = 0  # the newest version seen published (maybe not looked at yet)
         # (the version,) at which waiting for a fresher one stopped: a tuple, since that
         # version may be None (no version at all, no trainer running)
         self._gave_up_at: tuple[int | None] | None = None
@@ -171,6 +177,8 @@ class Launcher:
             self._redis_lookups = Watch(REDIS, "looking for model versions and configuration")
             await retrying(REDIS, "loading the newest model version", self._adopt_initial_model)
             stack.push_async_callback(self._cancel_loading)
+            watcher = asyncio.create_task(self._watch_versions(), name="launcher-version-watch")
+            stack.push_async_callback(_cancel, watcher)
 
             kind = ExactlyOnce if streaming.launcher_transactions else AtLeastOnce
             self.delivery = kind(bootstrap, usecase.name, streaming.output_topic, usecase.group_id)
@@ -297,7 +305,7 @@ class Launcher:
         if latest is not None and latest > (self.model.version or 0):
             self._adopt(await self._load(latest))
             return
-        await self.redis.xread({self.keys.models: "$"}, count=1, block=VERSION_WAIT_MS)
+        await self.store.next_publication("$", VERSION_WAIT_MS)
 
     async def _handle(self, consumer: AIOKafkaConsumer, messages: list) -> None:
         """Process the batch (in the worker thread) while the previous one's sinks are written
@@ -445,11 +453,37 @@ class Launcher:
     async def _look_for_new_version(self) -> None:
         self._start_loading(await self.store.latest_version())
 
+    async def _watch_versions(self) -> None:
+        """Start loading each version the moment it is published (a blocking read of the
+        versions' stream), so that the next batch adopts it. With only the look after every
+        fetch, a batch was taken 56-408 ms after its version had been replaced (0-1 ms with
+        this: tests/integration/test_scale_out.py). Those looks remain, so a watch that fails
+        costs freshness, never a version."""
+        watch = Watch(REDIS, "waiting for model versions")
+        last_seen: bytes | str = "$"  # from now on: the look at start covered the past
+        while not self.stop.is_set():
+            try:
+                published = await self.store.next_publication(last_seen, VERSION_WATCH_MS)
+            except Exception as error:
+                if not is_transient(error):
+                    log.exception(
+                        "watching model versions stopped", extra={"usecase": self.usecase.name}
+                    )
+                    return
+                watch.failed(error)
+                await asyncio.sleep(VERSION_WATCH_RETRY_S)
+                continue
+            watch.succeeded()
+            if published is not None:
+                last_seen = published
+                await self._redis_lookups.attempt(self._look_for_new_version)
+
     def _start_loading(self, latest: int | None) -> None:
         if latest is None or latest <= self._examined or latest in self.refused:
             return
         if self._loading is not None and not self._loading.done():
-            return  # the next look after it is adopted picks the newer one
+            self._published = max(self._published, latest)  # loaded once this one is swapped
+            return
         self._loading = asyncio.create_task(self._load(latest), name="launcher-model-load")
 
     async def _load(self, version: int) -> ModelVersion | None:
@@ -489,6 +523,7 @@ class Launcher:
             )
             return
         self._adopt(task.result())
+        self._start_loading(self._published)  # published while that one was loading
 
     def _adopt(self, loaded: ModelVersion | None) -> None:
         if loaded is None or loaded.algorithm is None:
@@ -532,6 +567,12 @@ class Launcher:
             self._loading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._loading
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _lag(consumer: AIOKafkaConsumer, previous: int) -> int:

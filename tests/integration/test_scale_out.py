@@ -3,8 +3,9 @@ versions of the one model the trainer learns from the whole stream.
 
 Before launchers only predicted, each learnt its own half of the stream and two launchers were
 less accurate than one (-0.9 points on 60,000 KDD rows). Now: every prediction comes from a
-published version, consistent with the staleness it reports; the two launchers use versions
-published at most about one publish interval apart; and two launchers are as accurate as one.
+published version, consistent with the staleness it reports; each launcher predicts with the
+newest version, or one replaced at most ADOPT_MS before; and two launchers are as accurate as
+one.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ from tests.integration.pipeline_helpers import (
 ROWS = 20_000
 PUBLISH_MS = 250
 BLOCK_MS = 250  # producerTimeInterval
-NEAR_MS = BLOCK_MS + 50
 #: launcher.max.staleness's default: a record further in its partition waits for a version
 WARM_UP = 2000
-ADOPT_MS = 250  # a version fetched, verified and loaded between two batches, on a loaded machine
+#: A version published, fetched, verified and loaded in the background, then adopted at the
+#: next batch: measured 0-1 ms on a 2-core machine; 56-408 ms when launchers only looked for
+#: versions after each fetch instead of watching the versions' stream (a run failed at 408).
+#: The margin is for a machine far busier than that one.
+ADOPT_MS = 250
 
 
 def make_usecase(root: Path, name: str, datafile: Path) -> Path:
@@ -112,36 +116,26 @@ async def test_two_launchers_predict_with_versions_of_one_model_and_as_well_as_o
         position = meta["positions"].get(f"{topic}/{partition_of(output)}", 0)
         assert output["staleness"] == max(0, offset_of(output) - position), output
 
-    # each launcher owns one partition; the producer sends its blocks to the partitions in
-    # turn, one every BLOCK_MS, so the two launchers predict in turn: whenever both predict
-    # within NEAR_MS (a block interval and a margin), the versions they use were published at
-    # most one publish interval apart, beyond the time between the two predictions
-    by_partition = collections.defaultdict(list)
+    # both launchers predict with the newest version of the one model: each batch with the
+    # version that was the newest when the batch was taken, or one replaced at most ADOPT_MS
+    # before (each version is loaded from the moment it is published, adopted between batches)
+    order = sorted(versions)
+    lateness: dict[int, list[float]] = collections.defaultdict(list)
     for output in shared:
-        if output["model_version"] is not None:
-            created = versions[output["model_version"]]["created_at"]
-            by_partition[partition_of(output)].append((output["timings"]["predicted"], created))
-    assert sorted(by_partition) == [0, 1]
-    others = sorted(by_partition[1])
-    # a version gap beyond the time between the two predictions: at most one publish interval
-    # (plus ADOPT_MS to adopt it: up to 108 ms more measured with a load average of 6)
-    gaps = [
-        abs(created - other_created) * 1000 - abs(predicted - other_predicted)
-        for predicted, created in by_partition[0]
-        for other_predicted, other_created in others[
-            bisect.bisect_left(others, (predicted - NEAR_MS,)) : bisect.bisect_right(
-                others, (predicted + NEAR_MS, float("inf"))
-            )
-        ]
-    ]
-    assert gaps, "the two launchers never predicted at the same moment"
-    gaps.sort()
-    print(
-        "gaps between the two launchers' versions (beyond their predictions' own): "
-        f"p50 {gaps[len(gaps) // 2]:.0f} ms, "
-        f"p99 {gaps[int(len(gaps) * 0.99)]:.0f} ms, max {gaps[-1]:.0f} ms over {len(gaps)} pairs"
-    )
-    assert max(gaps) <= PUBLISH_MS + ADOPT_MS
+        version = output["model_version"]
+        if version is None or version == order[-1]:
+            continue
+        replaced_ms = versions[order[bisect.bisect_right(order, version)]]["created_at"] * 1000
+        taken_ms = output["timings"]["consumed"]
+        lateness[partition_of(output)].append(max(0.0, taken_ms - replaced_ms))
+    assert sorted(lateness) == [0, 1]
+    for partition, values in sorted(lateness.items()):
+        values.sort()
+        print(
+            f"launcher of partition {partition}: its version was replaced before it took a "
+            f"batch by p99 {values[int(len(values) * 0.99)]:.0f} ms, max {values[-1]:.0f} ms"
+        )
+    assert max(values[-1] for values in lateness.values()) <= ADOPT_MS
 
     # compared after the warm-up: the records at offsets up to launcher.max.staleness (2,000,
     # the default) may be predicted before the first version exists or not, depending on when
