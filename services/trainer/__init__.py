@@ -36,7 +36,9 @@ def off_prediction_path(usecases: Sequence[UseCase]) -> bool:
 
 
 def yield_cpu() -> None:
-    """Run this process at OFF_PATH_NICENESS (only ever lowers the priority: no privilege)."""
+    """Run this process at OFF_PATH_NICENESS (only ever lowers the priority: no privilege).
+    Linux keeps a niceness per thread and new threads inherit their creator's: called before
+    the trainer starts any (its worker threads, MOA's JVM), it covers them all."""
     current = os.getpriority(os.PRIO_PROCESS, 0)
     os.setpriority(os.PRIO_PROCESS, 0, max(current, OFF_PATH_NICENESS))
     log.info(
