@@ -463,18 +463,18 @@ class Launcher:
         last_seen: bytes | str = "$"  # from now on: the look at start covered the past
         while not self.stop.is_set():
             try:
-                published = await self.store.next_publication(last_seen, VERSION_WATCH_MS)
-            except Exception as error:
-                if not is_transient(error):
-                    log.exception(
-                        "watching model versions stopped", extra={"usecase": self.usecase.name}
-                    )
-                    return
-                watch.failed(error)
+                published = await watch.attempt(
+                    functools.partial(self.store.next_publication, last_seen, VERSION_WATCH_MS),
+                    _UNREAD,
+                )
+            except Exception:
+                log.exception(
+                    "watching model versions stopped", extra={"usecase": self.usecase.name}
+                )
+                return
+            if published is _UNREAD:  # Redis away: the outage is reported
                 await asyncio.sleep(VERSION_WATCH_RETRY_S)
-                continue
-            watch.succeeded()
-            if published is not None:
+            elif published is not None:
                 last_seen = published
                 await self._redis_lookups.attempt(self._look_for_new_version)
 
@@ -567,6 +567,10 @@ class Launcher:
             self._loading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._loading
+
+
+#: What the versions' watch gets from a read that failed (None: one that found nothing new).
+_UNREAD = object()
 
 
 async def _cancel(task: asyncio.Task) -> None:
