@@ -23,7 +23,6 @@ from shared.wire.influx import RecordsMeasurement
 from shared.wire.kafka import (
     Output,
     Probabilities,
-    Timings,
     input_id,
     partition_key,
     record_id_of,
@@ -84,20 +83,31 @@ def process_batch(
     if processor is not None and records:
         records = list(processor.postprocess(records))
     predicted_ms = int(time.time() * 1000)
+    # per input partition, computed once: the output's partition and the records' series
+    partitions: dict[tuple[str, int], TopicPartition] = {}
+    point = measurement.point
+    encode = Output.encode_fields
+    challengers, probabilities = predicted.challengers, predicted.probabilities
+    challenger_probabilities = predicted.challenger_probabilities
     for index, (record, message, line, stale) in enumerate(
         zip(records, parsed.messages, parsed.lines, predicted.staleness, strict=True)
     ):
         topic, partition, offset = message.topic, message.partition, message.offset
+        tp = partitions.get((topic, partition))
+        if tp is None:
+            tp = partitions[(topic, partition)] = TopicPartition(topic, partition)
         output_id = input_id(topic, partition, offset)
         record_id = record_id_of(message.headers) or output_id
         event_time = int(record.timestamp.timestamp() * 1000) if record.timestamp else None
         event_time = event_time or message.timestamp
         prediction = _jsonable(record.outputs[0]) if record.outputs else None
-        target = record.targets[0] if record.targets else None
+        targets = record.targets
+        target = targets[0] if targets else None
+        source = record.source
         result.influx_lines.append(
-            measurement.point(
+            point(
                 line,
-                source=record.source,
+                source=source,
                 topic=topic,
                 partition=partition,
                 offset=offset,
@@ -106,34 +116,35 @@ def process_batch(
                 target=target,
             )
         )
-        output = Output(
+        output = encode(
             id=output_id,
             record_id=record_id,
             usecase=usecase,
-            source=record.source,
+            source=source,
             event_time=event_time,
             prediction=prediction,
             champion=predicted.champion,
             challengers={
-                name: _jsonable(predictions[index])
-                for name, predictions in predicted.challengers.items()
-            },
-            probabilities=predicted.probabilities[index] if predicted.probabilities else None,
+                name: _jsonable(predictions[index]) for name, predictions in challengers.items()
+            }
+            if challengers
+            else {},
+            probabilities=probabilities[index] if probabilities else None,
             challenger_probabilities={
                 name: shares
-                for name, probabilities in predicted.challenger_probabilities.items()
-                if (shares := probabilities[index]) is not None
-            },
-            targets=[*record.targets],  # list[JsonValue] from list[str]
+                for name, distributions in challenger_probabilities.items()
+                if (shares := distributions[index]) is not None
+            }
+            if challenger_probabilities
+            else {},
+            targets=[*targets],  # list[JsonValue] from list[str]
             model_version=model.version,
             staleness=stale,
-            timings=Timings(
-                produced=message.timestamp, consumed=consumed_ms, predicted=predicted_ms
-            ),
+            produced=message.timestamp,
+            consumed=consumed_ms,
+            predicted=predicted_ms,
         )
-        result.outputs.append(
-            (output_id.encode(), output.encode(), TopicPartition(topic, partition))
-        )
+        result.outputs.append((output_id.encode(), output, tp))
         result.scored.append((prediction, target))
         if stale is not None:
             result.staleness.append(stale)
