@@ -19,3 +19,10 @@ def test_non_finite_floats_are_left_out_and_an_empty_point_is_refused():
 
 def test_empty_tag_values_are_dropped():
     assert encode_point("m", {"source": ""}, {"a": 1}, 5) == "m a=1i 5"
+
+
+def test_string_fields_are_escaped_only_where_they_need_it():
+    line = "0,tcp,http,SF,181,normal."
+    assert encode_field(line) == f'"{line}"'  # the common case: nothing to escape
+    assert encode_field('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
+    assert encode_field("") == '""'
