@@ -21,6 +21,13 @@ transaction (aborted, or completed when its commit had reached the coordinator),
 reads the partition's committed offset: a batch whose commit went through although its answer
 was lost is not written again. Partitions already committed by an earlier attempt of the same
 batch are skipped.
+
+Records first: the batch's records must be in InfluxDB before its input offsets commit (the
+trainer learns from them, and a committed batch is never replayed). `deliver` takes the
+writing of the records as `stored` and sends the outputs while it runs, awaiting it only
+before the offsets commit: the two sinks' round trips overlap instead of adding up. When the
+records take longer than RECORDS_WAIT_S (InfluxDB slow or away), `deliver` raises
+RecordsPending without committing; the launcher then waits for the records and delivers again.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -41,6 +49,7 @@ from shared.clients.kafka import (
     start_client,
     start_transactional,
 )
+from shared.errors import StreamerError
 from shared.records.messages import Rejected
 from shared.wire.kafka import DeadLetter, dead_letter_topic, record_id_of
 
@@ -50,6 +59,30 @@ log = logging.getLogger("launcher")
 #: of ~350 bytes: a handful of batches instead of a hundred 16 KB ones).
 OUTPUT_BATCH_BYTES = 1024 * 1024
 STOP_TIMEOUT_S = 10.0
+#: Longest wait, with a transaction open, for the batch's records to be in InfluxDB (they
+#: take tens of milliseconds when it is up).
+RECORDS_WAIT_S = 5.0
+
+#: The writing of a batch's records (to InfluxDB), awaited before its offsets commit.
+Stored = asyncio.Future[Any]
+
+
+class RecordsPending(StreamerError):
+    """The batch's records were not stored within RECORDS_WAIT_S: nothing was committed."""
+
+
+async def records_stored(stored: Stored | None) -> None:
+    """Wait for the batch's records to be stored (its error, if it failed), bounded."""
+    if stored is None:
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(stored), RECORDS_WAIT_S)
+    except TimeoutError:
+        if stored.done():  # the writing itself timed out: its own error
+            raise
+        raise RecordsPending(
+            f"the batch's records were not stored within {RECORDS_WAIT_S:g} s"
+        ) from None
 
 
 class Delivery:
@@ -80,9 +113,11 @@ class Delivery:
         returned False for another of its partitions)."""
         return set()
 
-    async def deliver(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
-        """Send and commit; False when the partitions moved meanwhile (the batch was not
-        committed: their new owner processes it)."""
+    async def deliver(
+        self, result: BatchResult, consumer: AIOKafkaConsumer, stored: Stored | None = None
+    ) -> bool:
+        """Send, wait for `stored` (module docstring), commit; False when the partitions moved
+        meanwhile (the batch was not committed: their new owner processes it)."""
         raise NotImplementedError
 
     async def _send(
@@ -143,11 +178,17 @@ class AtLeastOnce(Delivery):
             await _stop_quietly(self.producer)
             self.producer = None
 
-    async def deliver(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
+    async def deliver(
+        self, result: BatchResult, consumer: AIOKafkaConsumer, stored: Stored | None = None
+    ) -> bool:
         if self.producer is None:
             await self.start()
         assert self.producer is not None
-        await asyncio.gather(*await self._send(self.producer, result, None))
+        sent = asyncio.gather(*await self._send(self.producer, result, None))
+        try:
+            await records_stored(stored)
+        finally:
+            await sent  # an error of its own wins over the records'
         return await commit_processed(consumer, result.messages)
 
 
@@ -203,7 +244,9 @@ class ExactlyOnce(Delivery):
     def committed_of(self, result: BatchResult) -> set[TopicPartition]:
         return set(self._committed) if result is self._batch else set()
 
-    async def deliver(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
+    async def deliver(
+        self, result: BatchResult, consumer: AIOKafkaConsumer, stored: Stored | None = None
+    ) -> bool:
         if result is not self._batch:
             self._batch, self._committed = result, set()
         next_offsets: dict[TopicPartition, int] = defaultdict(int)
@@ -229,6 +272,7 @@ class ExactlyOnce(Delivery):
                     continue
             async with producer.transaction():
                 await self._send(producer, result, tp)
+                await records_stored(stored)
                 await producer.send_offsets_to_transaction({tp: offset}, self.group)
             self._committed.add(tp)
         return True

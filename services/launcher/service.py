@@ -38,7 +38,13 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
 from services.launcher.batch import BatchResult, ServingModel, process_batch
-from services.launcher.delivery import AtLeastOnce, Delivery, ExactlyOnce
+from services.launcher.delivery import (
+    AtLeastOnce,
+    Delivery,
+    ExactlyOnce,
+    RecordsPending,
+    Stored,
+)
 from shared.algorithms.contenders import PROMOTION_MODE, ROLLBACK_MODE, Contenders
 from shared.algorithms.registry import build_algorithm
 from shared.clients.influx import AioinfluxStore
@@ -401,26 +407,49 @@ class Launcher:
         self._start_loading(int(latest) if latest is not None else None)
 
     async def _write_sinks(self, result: BatchResult, consumer: AIOKafkaConsumer) -> bool:
-        """InfluxDB first (idempotent by key), then outputs, dead letters and the input
-        offsets (services/launcher/delivery.py), retried until written (shared/retry.py; the
-        delivery recovers its producers between two attempts). False when the partitions
-        moved meanwhile (the batch is not committed: their new owner processes it)."""
+        """The records to InfluxDB (idempotent by key) while the outputs and dead letters are
+        sent; the input offsets commit once both are written (services/launcher/delivery.py),
+        each retried until written (shared/retry.py; the delivery recovers its producers
+        between two attempts). False when the partitions moved meanwhile (the batch is not
+        committed: their new owner processes it)."""
 
         async def write_records() -> None:
             await self.influx.write_lines(result.influx_lines)
             await self.influx.write_lines(result.progress_lines)
 
+        stored = asyncio.create_task(
+            retrying(
+                INFLUXDB,
+                "writing a batch's records",
+                write_records,
+                attempt_timeout=SINK_TIMEOUT_S,
+            )
+        )
+        try:
+            try:
+                committed = await self._deliver_outputs(result, consumer, stored)
+            except RecordsPending:  # InfluxDB slow or away: the outputs wait for the records
+                await stored
+                committed = await self._deliver_outputs(result, consumer, None)
+            await stored  # written: every commit waited for it
+            return committed
+        finally:
+            if not stored.done():  # the delivery failed: the batch is fetched again
+                await _cancel(stored)
+            elif not stored.cancelled():
+                stored.exception()  # retrieved: the delivery's own error is the one raised
+
+    async def _deliver_outputs(
+        self, result: BatchResult, consumer: AIOKafkaConsumer, stored: Stored | None
+    ) -> bool:
         async def recover(error: BaseException) -> None:
             await self.delivery.recover()
 
-        await retrying(
-            INFLUXDB, "writing a batch's records", write_records, attempt_timeout=SINK_TIMEOUT_S
-        )
         try:
             return await retrying(
                 KAFKA,
                 "writing a batch's outputs and committing its offsets",
-                lambda: self.delivery.deliver(result, consumer),
+                lambda: self.delivery.deliver(result, consumer, stored),
                 attempt_timeout=SINK_TIMEOUT_S,
                 before_retry=recover,
             )
