@@ -227,6 +227,7 @@ class Launcher:
                         await fetch
                     break
                 self._swap_if_loaded()
+                self._apply_switches()  # run-time overrides (_follow_config), between batches
                 batch = fetch.result()
                 messages = [m for partition in batch.values() for m in partition]
                 watch.fetched(len(messages))
@@ -238,15 +239,19 @@ class Launcher:
                     async with self.batch_lock:
                         await self._settle(consumer)  # idle: the last batch is written now
                     await watch.check()
-                # after every fetch, busy or idle: a stream that never pauses must not keep an
-                # old version (one Redis GET; a version is loaded in the background)
-                await self._redis_lookups.attempt(self._look_for_new_version)
-                await self._redis_lookups.attempt(self._follow_config)
+                    await self._look_up()
             async with self.batch_lock:
                 await self._settle(consumer)  # stopping: the last batch is written, committed
         finally:
             stop_wait.cancel()
             await self._abandon_in_flight()
+
+    async def _look_up(self) -> None:
+        """After every fetch, busy (while the worker processes the batch) or idle: a stream
+        that never pauses must not keep an old version (one Redis GET; a version is loaded in
+        the background), and the run-time configuration is followed."""
+        await self._redis_lookups.attempt(self._look_for_new_version)
+        await self._redis_lookups.attempt(self._follow_config)
 
     async def _within_staleness(
         self, consumer: AIOKafkaConsumer, messages: list[ConsumerRecord]
@@ -321,7 +326,7 @@ class Launcher:
         if not messages:
             return
         consumed_ms = int(time.time() * 1000)
-        result: BatchResult = await asyncio.get_running_loop().run_in_executor(
+        processing = asyncio.get_running_loop().run_in_executor(
             self.executor,
             process_batch,
             self.usecase.name,
@@ -332,6 +337,10 @@ class Launcher:
             self.processor,
             consumed_ms,
         )
+        try:
+            await self._look_up()  # the worker does not wait for these round trips
+        finally:
+            result: BatchResult = await processing
         if not await self._settle(consumer, then=result):
             return
         self._in_flight = asyncio.create_task(self._deliver(result, consumer))
@@ -459,10 +468,10 @@ class Launcher:
             return False
 
     async def _follow_config(self) -> None:
-        """Run-time overrides (online.train / online.inference) apply from the next batch."""
+        """Run-time overrides (online.train / online.inference) apply from the next batch
+        (`_apply_switches` before it: the worker may be processing one now)."""
         if await self.live.refresh(self.redis):
             self.usecase = self.live.current
-            self._apply_switches()
             log.info(
                 "configuration changed",
                 extra={"usecase": self.usecase.name, "overrides": self.live.overrides},
