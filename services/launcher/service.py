@@ -2,13 +2,13 @@
 records and predictions, each output once (services/launcher/delivery.py).
 
 Per micro-batch: take what has arrived (waiting at most readingTimeInterval ms), parse, predict
-(worker thread), then write the InfluxDB points, then the outputs and dead letters with the
-input offsets, and say in Redis how far it predicted each partition (the trainer learns nothing
-a launcher has not predicted yet). A batch's sinks are written while the next batch is fetched
-and processed (one batch in flight at most): the network round trips of one overlap the CPU
-work of the other, which measured a third of a batch's time when they took turns. A crash
-replays the uncommitted batches; every sink is keyed by the input record's
-topic/partition/offset, so a replay overwrites.
+(worker thread), then write the InfluxDB points while sending the outputs and dead letters,
+commit the input offsets once both are written, and say in Redis how far it predicted each
+partition (the trainer learns nothing a launcher has not predicted yet). A batch's sinks are
+written while the next batch is fetched and processed (one batch in flight at most): the
+network round trips of one overlap the CPU work of the other, which measured a third of a
+batch's time when they took turns. A crash replays the uncommitted batches; every sink is
+keyed by the input record's topic/partition/offset, so a replay overwrites.
 
 Outages (shared/retry.py): a batch's sinks are retried until they are written, whatever the
 outage's length (a rebalance waits for the batch in flight: none is orphaned); Redis look-ups
