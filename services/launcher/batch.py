@@ -34,17 +34,21 @@ class BatchResult:
     """What the sinks must write before the batch's offsets can be committed."""
 
     influx_lines: list[str] = field(default_factory=list)
-    # key, value, and the input partition (the output goes to the same partition number)
-    outputs: list[tuple[bytes, bytes, TopicPartition]] = field(default_factory=list)
+    # per input partition, the key and value of each output, in order (they go to the output
+    # partition of the same number): grouped here, off the event loop
+    outputs: dict[TopicPartition, list[tuple[bytes, bytes]]] = field(default_factory=dict)
     dead: list[Rejected] = field(default_factory=list)
     # (prediction, first target) of each processed record, for progress counters and tests
     scored: list[tuple[Any, Any]] = field(default_factory=list)
     # written after influx_lines succeeded: the trainer's refits read records up to these
     progress_lines: list[str] = field(default_factory=list)
-    # `<topic>/<partition>` -> the offset after the batch's last message
-    next_offsets: dict[str, int] = field(default_factory=dict)
+    # per input partition, the offset after the batch's last message (what is committed)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     staleness: list[int] = field(default_factory=list)
-    messages: Sequence[ConsumerRecord] = ()  # the batch: its offsets are committed
+    messages: Sequence[ConsumerRecord] = ()  # the batch
+
+    def output_count(self) -> int:
+        return sum(map(len, self.outputs.values()))
 
 
 @dataclass
@@ -83,8 +87,8 @@ def process_batch(
     if processor is not None and records:
         records = list(processor.postprocess(records))
     predicted_ms = int(time.time() * 1000)
-    # per input partition, computed once: the output's partition and the records' series
-    partitions: dict[tuple[str, int], TopicPartition] = {}
+    # per input partition, its outputs (a partition's TopicPartition made once a batch)
+    outputs: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
     point = measurement.point
     encode = Output.encode_fields
     challengers, probabilities = predicted.challengers, predicted.probabilities
@@ -93,9 +97,10 @@ def process_batch(
         zip(records, parsed.messages, parsed.lines, predicted.staleness, strict=True)
     ):
         topic, partition, offset = message.topic, message.partition, message.offset
-        tp = partitions.get((topic, partition))
-        if tp is None:
-            tp = partitions[(topic, partition)] = TopicPartition(topic, partition)
+        partition_outputs = outputs.get((topic, partition))
+        if partition_outputs is None:
+            partition_outputs = outputs[(topic, partition)] = []
+            result.outputs[TopicPartition(topic, partition)] = partition_outputs
         output_id = input_id(topic, partition, offset)
         record_id = record_id_of(message.headers) or output_id
         event_time = int(record.timestamp.timestamp() * 1000) if record.timestamp else None
@@ -144,7 +149,7 @@ def process_batch(
             consumed=consumed_ms,
             predicted=predicted_ms,
         )
-        result.outputs.append((output_id.encode(), output, tp))
+        partition_outputs.append((output_id.encode(), output))
         result.scored.append((prediction, target))
         if stale is not None:
             result.staleness.append(stale)
@@ -157,7 +162,7 @@ def process_batch(
         for (topic, partition), offset in last.items()
     ]
     result.next_offsets = {
-        partition_key(topic, partition): offset + 1 for (topic, partition), offset in last.items()
+        TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in last.items()
     }
     return result
 

@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.launcher.batch import BatchResult
 from shared.clients.kafka import (
-    commit_processed,
+    commit_offsets,
     make_producer,
     send_batched,
     start_client,
@@ -126,9 +126,9 @@ class Delivery:
         """Send the outputs and dead letters of input partition `tp` (None: all); outputs in
         record batches, one per output partition."""
         by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
-        for key, value, source in result.outputs:
+        for source, outputs in result.outputs.items():
             if tp is None or source == tp:
-                by_partition[source.partition % self.output_partitions].append((key, value))
+                by_partition[source.partition % self.output_partitions].extend(outputs)
         futures = []
         for partition, records in by_partition.items():
             futures += await send_batched(producer, self.output_topic, partition, records)
@@ -189,7 +189,7 @@ class AtLeastOnce(Delivery):
             await records_stored(stored)
         finally:
             await sent  # an error of its own wins over the records'
-        return await commit_processed(consumer, result.messages)
+        return await commit_offsets(consumer, result.next_offsets)
 
 
 class ExactlyOnce(Delivery):
@@ -249,11 +249,7 @@ class ExactlyOnce(Delivery):
     ) -> bool:
         if result is not self._batch:
             self._batch, self._committed = result, set()
-        next_offsets: dict[TopicPartition, int] = defaultdict(int)
-        for message in result.messages:
-            tp = TopicPartition(message.topic, message.partition)
-            next_offsets[tp] = max(next_offsets[tp], message.offset + 1)
-        for tp, offset in next_offsets.items():
+        for tp, offset in result.next_offsets.items():
             if tp in self._committed:
                 continue  # by an earlier attempt of this batch
             if tp not in self.partitions:

@@ -358,7 +358,7 @@ class Launcher:
         counters = self.counters
         counters.batches += 1
         counters.records += len(result.messages)
-        counters.outputs += len(result.outputs)
+        counters.outputs += result.output_count()
         counters.dead_letters += len(result.dead)
         counters.staleness = max(result.staleness, default=0)
         return result, True
@@ -405,12 +405,15 @@ class Launcher:
             if tp in consumer.assignment() and tp not in done:
                 consumer.seek(tp, offset)
 
-    async def _report_progress(self, next_offsets: dict[str, int]) -> None:
+    async def _report_progress(self, next_offsets: dict[TopicPartition, int]) -> None:
         """Say how far this launcher predicted (the trainer's learning bound), and look for a
         newer model version, in one round trip."""
+        progress = {
+            partition_key(tp.topic, tp.partition): offset for tp, offset in next_offsets.items()
+        }
         async with self.redis.pipeline(transaction=False) as pipe:
             # redis-py takes fields as an invariant dict of its own unions: a dict[str, int] is fine
-            pipe.hset(self.keys.launcher_progress, mapping=next_offsets)  # type: ignore[arg-type]
+            pipe.hset(self.keys.launcher_progress, mapping=progress)  # type: ignore[arg-type]
             pipe.get(self.keys.model_latest)
             _, latest = await pipe.execute()
         self._start_loading(int(latest) if latest is not None else None)

@@ -206,6 +206,11 @@ async def commit_processed(consumer: AIOKafkaConsumer, messages: Iterable[Consum
     for message in messages:
         tp = TopicPartition(message.topic, message.partition)
         offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
+    return await commit_offsets(consumer, offsets)
+
+
+async def commit_offsets(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> bool:
+    """Commit `offsets` (each partition's next offset to read); False as commit_processed."""
     try:
         await consumer.commit(offsets)
     except (CommitFailedError, IllegalStateError) as error:

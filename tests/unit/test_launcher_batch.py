@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.launcher.batch import ServingModel, process_batch
 from shared.algorithms.base import Algorithm
@@ -45,6 +45,11 @@ class Recorder(Algorithm):
         return self.last
 
 
+def outputs_of(result) -> list[tuple[bytes, bytes, object]]:
+    """(key, value, input partition) of each output, in order."""
+    return [(key, value, tp) for tp, pairs in result.outputs.items() for key, value in pairs]
+
+
 def run(messages, model, processor=None):
     measurement = RecordsMeasurement("kdd")
     return process_batch(
@@ -60,8 +65,8 @@ def test_each_record_is_predicted_before_it_is_learned():
     )
     assert model.algorithm.calls == ["predict", "learn normal", "predict", "learn smurf"]
     assert result.scored == [(None, "normal"), ("normal", "smurf")]
-    first = json.loads(result.outputs[0][1])
-    assert result.outputs[0][0] == b"in/0/0"
+    first = json.loads(outputs_of(result)[0][1])
+    assert outputs_of(result)[0][0] == b"in/0/0"
     assert first["id"] == "in/0/0" and first["record_id"] == "kdd:1"
     assert first["prediction"] is None and first["targets"] == ["normal"]
     assert first["model_version"] == 7 and first["usecase"] == "kdd-uc"
@@ -98,7 +103,7 @@ def test_bad_lines_become_dead_letters_with_reasons_and_the_rest_goes_on():
         "expected 42 fields, got 1",
     ]
     assert [dead.message.offset for dead in result.dead] == [0, 1, 2, 3, 4]
-    assert len(result.outputs) == 1 and len(result.influx_lines) == 1
+    assert len(outputs_of(result)) == 1 and len(result.influx_lines) == 1
 
 
 def test_influx_point_is_keyed_by_offset_and_holds_the_raw_line():
@@ -109,7 +114,7 @@ def test_influx_point_is_keyed_by_offset_and_holds_the_raw_line():
     assert f'_line="{GOOD}"' in line
     assert '_target="normal"' in line and "_event_time=1700000000012i" in line
     assert result.progress_lines == ["kdd_progress,partition=0,topic=in offset=12i 0"]
-    assert result.next_offsets == {"in/0": 13}
+    assert result.next_offsets == {TopicPartition("in", 0): 13}
 
 
 def test_prepostprocessor_sees_the_batch_before_and_after_the_model():
@@ -128,7 +133,7 @@ def test_prepostprocessor_sees_the_batch_before_and_after_the_model():
 
     result = run([message(GOOD.encode(), 0)], ServingModel(Recorder(), None, learn=True), Tagging())
     assert seen == [("pre", [[]]), ("post", [[None]])]
-    assert json.loads(result.outputs[0][1])["prediction"] == "changed"
+    assert json.loads(outputs_of(result)[0][1])["prediction"] == "changed"
 
 
 class BatchOnly(Recorder):
@@ -152,29 +157,29 @@ def test_by_default_the_launcher_predicts_once_per_batch_and_never_learns():
     model = ServingModel(Recorder(), 4, positions={"in/0": 10})
     result = run([message(GOOD.encode(), 10), message(GOOD.encode(), 15)], model)
     assert model.algorithm.calls == ["predict", "predict"]
-    outputs = [json.loads(value) for _, value, _ in result.outputs]
+    outputs = [json.loads(value) for _, value, _ in outputs_of(result)]
     assert [output["model_version"] for output in outputs] == [4, 4]
     # offset 10 is the first the version had not learnt: fresh; 15 comes 5 records later
     assert [output["staleness"] for output in outputs] == [0, 5]
-    assert [tp.partition for _, _, tp in result.outputs] == [0, 0]
+    assert [tp.partition for _, _, tp in outputs_of(result)] == [0, 0]
 
 
 def test_staleness_counts_from_the_start_of_a_partition_the_version_never_learnt():
     model = ServingModel(Recorder(), 2, positions={"other/0": 100})
     result = run([message(GOOD.encode(), 30)], model)
-    assert json.loads(result.outputs[0][1])["staleness"] == 30
+    assert json.loads(outputs_of(result)[0][1])["staleness"] == 30
 
 
 def test_without_a_model_staleness_is_unknown():
     result = run([message(GOOD.encode(), 3)], ServingModel(None, None))
-    output = json.loads(result.outputs[0][1])
+    output = json.loads(outputs_of(result)[0][1])
     assert output["prediction"] is None and output["staleness"] is None
 
 
 def test_a_learning_launcher_is_never_stale_after_its_first_record():
     model = ServingModel(Recorder(), None, learn=True)
     result = run([message(GOOD.encode(), offset) for offset in (5, 6, 7)], model)
-    assert [json.loads(value)["staleness"] for _, value, _ in result.outputs] == [5, 0, 0]
+    assert [json.loads(value)["staleness"] for _, value, _ in outputs_of(result)] == [5, 0, 0]
     assert model.positions == {"in/0": 8}
 
 
@@ -184,7 +189,8 @@ def test_with_challengers_each_output_carries_every_models_prediction():
     models = Contenders({"recorder": champion, "other": challenger}, "recorder")
     smurf = GOOD.replace("normal.", "smurf.").encode()
     predicting = ServingModel(models, 3, predict=True)
-    outputs = [json.loads(value) for _, value, _ in run([message(smurf, 0)], predicting).outputs]
+    result = run([message(smurf, 0)], predicting)
+    outputs = [json.loads(value) for _, value, _ in outputs_of(result)]
     assert [(o["prediction"], o["champion"], o["challengers"]) for o in outputs] == [
         (None, "recorder", {"other": "smurf"})
     ]
@@ -192,21 +198,21 @@ def test_with_challengers_each_output_carries_every_models_prediction():
     # learning here: each model test-then-trains (its prediction made before it learns)
     learning = ServingModel(models, 3, learn=True, predict=True)
     result = run([message(GOOD.encode(), 1), message(smurf, 2)], learning)
-    outputs = [json.loads(value) for _, value, _ in result.outputs]
+    outputs = [json.loads(value) for _, value, _ in outputs_of(result)]
     assert [(o["prediction"], o["challengers"]) for o in outputs] == [
         (None, {"other": "smurf"}),
         ("normal", {"other": "normal"}),
     ]
     assert challenger.calls[1:] == ["predict", "learn normal", "predict", "learn smurf"]
     models.promote("other")
-    outputs = [json.loads(v) for _, v, _ in run([message(GOOD.encode(), 3)], learning).outputs]
+    outputs = [json.loads(v) for _, v, _ in outputs_of(run([message(GOOD.encode(), 3)], learning))]
     assert [(o["prediction"], o["champion"], o["challengers"]) for o in outputs] == [
         ("smurf", "other", {"recorder": "smurf"})
     ]
 
 
 def test_without_challengers_outputs_name_no_champion():
-    outputs = run([message(GOOD.encode(), 0)], ServingModel(Recorder(), 1)).outputs
+    outputs = outputs_of(run([message(GOOD.encode(), 0)], ServingModel(Recorder(), 1)))
     output = json.loads(outputs[0][1])
     assert output["champion"] is None and output["challengers"] == {}
 
@@ -232,12 +238,12 @@ class Probabilistic(Algorithm):
 
 def test_outputs_carry_the_top_k_probabilities_and_the_predicted_class():
     model = ServingModel(Probabilistic(), 3, probabilities=1)
-    output = json.loads(run([message(GOOD.encode(), 0, 1)], model).outputs[0][1])
+    output = json.loads(outputs_of(run([message(GOOD.encode(), 0, 1)], model))[0][1])
     assert output["prediction"] == "c"
     assert output["probabilities"] == {"top": {"a": 0.5, "c": 0.15}, "omitted": 2}
     model = ServingModel(Probabilistic(), 3, probabilities=0)
     assert (
-        json.loads(run([message(GOOD.encode(), 0, 1)], model).outputs[0][1])["probabilities"]
+        json.loads(outputs_of(run([message(GOOD.encode(), 0, 1)], model))[0][1])["probabilities"]
         is None
     )
 
@@ -247,7 +253,7 @@ def test_each_challenger_publishes_its_own_probabilities():
         {"one": Probabilistic("a"), "two": Probabilistic("d"), "none": Recorder()}, "one"
     )
     model = ServingModel(models, 3, probabilities=2)
-    output = json.loads(run([message(GOOD.encode(), 0, 1)], model).outputs[0][1])
+    output = json.loads(outputs_of(run([message(GOOD.encode(), 0, 1)], model))[0][1])
     assert output["probabilities"] == {"top": {"a": 0.5, "b": 0.3}, "omitted": 2}
     assert output["challenger_probabilities"] == {
         "two": {"top": {"a": 0.5, "b": 0.3, "d": 0.05}, "omitted": 1}
@@ -256,5 +262,5 @@ def test_each_challenger_publishes_its_own_probabilities():
 
 def test_a_learning_launcher_publishes_no_probabilities():
     model = ServingModel(Probabilistic(), 3, learn=True, probabilities=3)
-    output = json.loads(run([message(GOOD.encode(), 0, 1)], model).outputs[0][1])
+    output = json.loads(outputs_of(run([message(GOOD.encode(), 0, 1)], model))[0][1])
     assert output["probabilities"] is None
