@@ -20,7 +20,7 @@ async def test_nothing_to_wait_for_or_records_already_stored():
 async def test_records_slower_than_the_bound_leave_nothing_committed_and_go_on(monkeypatch):
     monkeypatch.setattr(delivery, "RECORDS_WAIT_S", 0.05)
     slow = asyncio.get_running_loop().create_future()
-    with pytest.raises(RecordsPending, match="not stored within 0.05 s"):
+    with pytest.raises(RecordsPending, match=r"not stored within 0\.05 s"):
         await records_stored(slow)
     assert not slow.cancelled()  # the records are still being written: waited for next
     slow.set_result(None)
