@@ -87,8 +87,6 @@ def process_batch(
     if processor is not None and records:
         records = list(processor.postprocess(records))
     predicted_ms = int(time.time() * 1000)
-    # per input partition, its outputs (a partition's TopicPartition made once a batch)
-    outputs: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
     point = measurement.point
     encode = Output.encode_fields
     challengers, probabilities = predicted.challengers, predicted.probabilities
@@ -97,10 +95,10 @@ def process_batch(
         zip(records, parsed.messages, parsed.lines, predicted.staleness, strict=True)
     ):
         topic, partition, offset = message.topic, message.partition, message.offset
-        partition_outputs = outputs.get((topic, partition))
+        # a TopicPartition is a tuple: found by (topic, partition), made once per partition
+        partition_outputs = result.outputs.get((topic, partition))
         if partition_outputs is None:
-            partition_outputs = outputs[(topic, partition)] = []
-            result.outputs[TopicPartition(topic, partition)] = partition_outputs
+            partition_outputs = result.outputs[TopicPartition(topic, partition)] = []
         output_id = input_id(topic, partition, offset)
         record_id = record_id_of(message.headers) or output_id
         event_time = int(record.timestamp.timestamp() * 1000) if record.timestamp else None

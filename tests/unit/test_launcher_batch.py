@@ -3,6 +3,7 @@ what the sinks receive."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -264,3 +265,15 @@ def test_a_learning_launcher_publishes_no_probabilities():
     model = ServingModel(Probabilistic(), 3, learn=True, probabilities=3)
     output = json.loads(outputs_of(run([message(GOOD.encode(), 0, 1)], model))[0][1])
     assert output["probabilities"] is None
+
+
+def test_outputs_are_grouped_by_input_partition_in_order():
+    first, second = message(GOOD.encode(), 3), message(GOOD.encode(), 4)
+    other = dataclasses.replace(first, partition=1)  # partition 1, offset 3
+    result = run([first, other, second], ServingModel(Recorder(), 1))
+    assert {tp: [key for key, _ in pairs] for tp, pairs in result.outputs.items()} == {
+        TopicPartition("in", 0): [b"in/0/3", b"in/0/4"],
+        TopicPartition("in", 1): [b"in/1/3"],
+    }
+    assert result.output_count() == 3
+    assert result.next_offsets == {TopicPartition("in", 0): 5, TopicPartition("in", 1): 4}
